@@ -1,0 +1,319 @@
+"""The one run configuration: a YAML file validated into typed models.
+
+Every field is documented where it is declared; unknown keys and bad values
+are errors that name the key and what is allowed. The same model drives both
+engines (`engine: local | ray`), the evaluation and the launch scripts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
+
+Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen2"]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModelSpec(_Section):
+    """Build a random-weight tiny model offline at `model.path` when it is missing."""
+
+    family: Family = "qwen2_5_vl"
+    size: Literal["xs", "s", "m"] = "s"
+    tokenizer: Literal["compact", "qwen"] = "compact"
+    seed: int = 0
+
+
+class ModelConfig(_Section):
+    path: str = Field(description="Model folder (or hub id on machines that can reach a hub).")
+    family: Optional[Family] = Field(None, description="Qwen family; inferred from the model config when None.")
+    tiny: Optional[TinyModelSpec] = Field(None, description="Create a tiny offline model at `path` if absent.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+
+
+class DataSource(_Section):
+    path: str = Field(description="JSONL file, parquet file or HF dataset folder of records.")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight in a mixture.")
+
+
+class SyntheticSpec(_Section):
+    """Render the synthetic geometry VQA set into `dir` when it is missing."""
+
+    dir: str
+    n: int = Field(2000, gt=0)
+    seed: int = 0
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    size: int = Field(112, ge=28, description="Image side in pixels.")
+    levels: list[int] = Field(default_factory=lambda: [1, 2, 3])
+
+
+class DataConfig(_Section):
+    train: list[DataSource] = Field(default_factory=list)
+    test: list[DataSource] = Field(default_factory=list, description="Held-out records for evaluation.")
+    synthetic: Optional[SyntheticSpec] = None
+    on_bad_record: Literal["error", "skip"] = "error"
+    min_pixels: int = Field(3136, gt=0)
+    max_pixels: int = Field(401408, gt=0)
+    system_prompt: Optional[str] = None
+    max_prompt_len: int = Field(1024, gt=0)
+    shuffle: bool = True
+
+    @field_validator("train", "test", mode="before")
+    @classmethod
+    def _paths_as_sources(cls, v: Any) -> Any:
+        if isinstance(v, (str, dict)):
+            v = [v]
+        return [{"path": x} if isinstance(x, str) else x for x in (v or [])]
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> "DataConfig":
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"data.min_pixels ({self.min_pixels}) must be <= data.max_pixels ({self.max_pixels})")
+        return self
+
+
+class RolloutConfig(_Section):
+    prompts_per_step: int = Field(10, gt=0, description="Prompts per RL step (OpenRLHF rollout.batch_size).")
+    n_samples_per_prompt: int = Field(8, gt=0)
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+
+class LossConfig(_Section):
+    """Clipped surrogate of spec section 7."""
+
+    ratio: Literal["token", "sequence"] = "token"
+    clip_low: float = Field(0.2, ge=0)
+    clip_high: float = Field(0.2, ge=0, description="Clip-higher: DAPO uses 0.28.")
+    dual_clip: Optional[float] = Field(None, gt=1, description="Dual-clip constant c (3.0 in the paper's recipe).")
+    agg: Literal["token_mean", "seq_mean"] = "token_mean"
+    kl_coef: float = Field(0.0, ge=0, description="KL-to-reference loss weight (0: no reference model).")
+    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus weight.")
+
+
+class AlgorithmConfig(_Section):
+    estimator: str = Field("riskpo", description="Advantage estimator: riskpo | grpo | dr_grpo | dapo.")
+    preset: str = Field("riskpo", description="RiskPO preset (spec section 8) that `riskpo` overrides.")
+    riskpo: RiskPOConfig = Field(default_factory=RiskPOConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        preset = data.get("preset", "riskpo")
+        if preset not in RiskPOConfig.PRESETS:
+            raise ValueError(f"algorithm.preset: unknown preset {preset!r}; allowed: {sorted(RiskPOConfig.PRESETS)}")
+        overrides = data.get("riskpo") or {}
+        if isinstance(overrides, RiskPOConfig):
+            return data
+        if not isinstance(overrides, dict):
+            raise ValueError("algorithm.riskpo must be a mapping of RiskPOConfig fields")
+        known = {f.name for f in dataclasses.fields(RiskPOConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"algorithm.riskpo: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        data["riskpo"] = {**dataclasses.asdict(RiskPOConfig.preset(preset)), **overrides}
+        return data
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, v: str) -> str:
+        if v not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {v!r}; allowed: {sorted(ESTIMATORS)}")
+        return v
+
+
+class TaskRewardWeights(_Section):
+    accuracy: float = 1.0
+    format: float = 0.0
+
+
+class RewardConfig(_Section):
+    weights: dict[str, TaskRewardWeights] = Field(
+        default_factory=dict, description="Per-task accuracy/format weights; unset tasks use the router's defaults."
+    )
+    binary_form: Literal["01", "pm1"] = Field("01", description="Accuracy reward as 0/1 or -1/+1 (hard-math recipe).")
+    task_weights: dict[str, float] = Field(
+        default_factory=dict, description="Multiplier on the reward of each task in mixed runs."
+    )
+    code_timeout_s: float = Field(5.0, gt=0)
+    code_memory_mb: int = Field(512, gt=0)
+    workers: int = Field(2, gt=0, description="Sandbox worker processes for code grading.")
+
+
+class TrainConfig(_Section):
+    steps: int = Field(20, gt=0, description="RL steps (one rollout batch each).")
+    lr: float = Field(1e-6, gt=0)
+    weight_decay: float = 0.0
+    warmup_steps: int = Field(0, ge=0)
+    micro_batch_size: int = Field(8, gt=0, description="Sequences per forward/backward.")
+    ppo_epochs: int = Field(1, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    zero_stage: Literal[0, 1, 2, 3] = 0
+
+
+class SFTConfig(_Section):
+    """Supervised warm start on the train split before RL (gold reasoning + answer)."""
+
+    enabled: bool = False
+    steps: int = Field(200, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, gt=0)
+
+
+class EvalConfig(_Section):
+    every_steps: int = Field(0, ge=0, description="In-training validation every N RL steps (0: off).")
+    n: int = Field(8, gt=0, description="Samples per problem.")
+    k: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: Optional[int] = Field(None, gt=0, description="Defaults to rollout.max_new_tokens.")
+    max_problems: Optional[int] = Field(None, gt=0)
+    best_metric: str = Field("pass@1", description="Metric that selects the kept best checkpoint.")
+    before_and_after: bool = Field(True, description="Evaluate before and after RL into report.json.")
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> "EvalConfig":
+        bad = [k for k in self.k if k < 1 or k > self.n]
+        if bad:
+            raise ValueError(f"eval.k values {bad} must lie in [1, eval.n={self.n}]")
+        return self
+
+
+class CheckpointConfig(_Section):
+    every_steps: int = Field(10, ge=0, description="Checkpoint every N RL steps (0: only at the end).")
+    keep_last: int = Field(2, gt=0)
+
+
+class LoggingConfig(_Section):
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "riskpo-mm"
+
+
+class RayConfig(_Section):
+    """Scale-out engine: OpenRLHF's Ray PPO trainer with vLLM rollouts."""
+
+    num_nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(8, gt=0)
+    vllm_num_engines: int = Field(4, gt=0)
+    vllm_tensor_parallel_size: int = Field(1, gt=0)
+    vllm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
+    colocate_all: bool = True
+    train_batch_size: Optional[int] = Field(None, gt=0, description="Defaults to prompts_per_step * n.")
+    extra_args: dict[str, Any] = Field(
+        default_factory=dict, description="Raw OpenRLHF flags passed through, e.g. {'vllm.enable_sleep': true}."
+    )
+
+
+class RunConfig(_Section):
+    name: str
+    engine: Literal["local", "ray"] = "local"
+    seed: int = 0
+    output_dir: str = Field("runs/{name}", description="Run folder; '{name}' is replaced by the run name.")
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        if self.algorithm.estimator == "riskpo":
+            p, b = self.rollout.prompts_per_step, self.algorithm.riskpo.bundle_size
+            if p % b:
+                raise ValueError(
+                    f"rollout.prompts_per_step ({p}) must be a multiple of algorithm.riskpo.bundle_size ({b}) "
+                    "so every bundle is complete"
+                )
+        if not self.data.train and self.data.synthetic is None:
+            raise ValueError("data.train is empty and data.synthetic is not set: nothing to train on")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir.format(name=self.name))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`["algorithm.riskpo.alpha=0.1", ...]` applied to a raw config dict (values parsed as YAML)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. algorithm.riskpo.alpha=0.1")
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_config(raw: dict, source: str = "<dict>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply `--set` overrides, validate. Raises ConfigError naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return validate_config(apply_overrides(raw, overrides or []), str(path))
