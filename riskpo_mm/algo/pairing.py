@@ -1,0 +1,32 @@
+"""Pairing (spec 3.3): which response of each question goes into which paper.
+
+`pair_order` returns, per prompt, its response indices in paper order: paper j of a bundle
+takes response `order[p, j]` of every prompt p in it. Valid responses come first; a bundle
+has as many papers as its smallest valid-response count, the surplus stays unpaired.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from riskpo_mm.algo.bundles import Bundles, to_bundle_grid
+
+
+def pair_order(mask: Tensor, pairing: str, generator: torch.Generator) -> Tensor:
+    """`mask: [P, n]` valid responses -> order `[P, n]` long (random: uniform permutation of the valid ones)."""
+    num_prompts, n = mask.shape
+    if pairing == "random":
+        # Keys are drawn on the CPU from the estimator's own generator: same pairing on any device.
+        keys = torch.rand(num_prompts, n, generator=generator, dtype=torch.float64).to(mask.device)
+    else:
+        keys = torch.arange(n, dtype=torch.float64, device=mask.device).expand(num_prompts, n)
+    keys = keys.masked_fill(~mask, float("inf"))
+    return torch.argsort(keys, dim=1, stable=True)
+
+
+def papers_per_bundle(mask: Tensor, bundles: Bundles) -> Tensor:
+    """Number of papers of each bundle `[nb]` = smallest valid-response count among its questions."""
+    count = mask.sum(1)  # [P]
+    big = mask.shape[1] + 1
+    return to_bundle_grid(count, bundles, fill=big).amin(1).clamp(max=mask.shape[1])
