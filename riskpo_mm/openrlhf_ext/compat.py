@@ -1,0 +1,243 @@
+"""CPU compatibility for OpenRLHF 0.11.2: stand-ins that exist only where the real thing is absent.
+
+OpenRLHF imports ``flash_attn`` at module level (``openrlhf/models/ring_attn_utils.py``) and calls
+``torch.cuda.set_device / synchronize / current_device`` in its DeepSpeed strategy, so its Actor,
+PolicyLoss and DeepspeedStrategy neither import nor run on a machine without CUDA. ``install()``
+fixes exactly that, and nothing else:
+
+- ``flash_attn`` (only if no real ``flash_attn`` can be found): a small package with a proper
+  ``ModuleSpec`` (transformers' availability probe calls ``importlib.util.find_spec`` and crashes
+  on a module without one) holding pure-torch versions of ``bert_padding.{index_first_axis,
+  pad_input, unpad_input, rearrange}`` and ``utils.distributed.all_gather``. It has no ``ops``
+  subpackage, so OpenRLHF's optional Triton cross-entropy import still falls back to torch.
+- CUDA calls (only if ``torch.cuda.is_available()`` is False, where they would raise):
+  ``set_device`` and ``synchronize`` become no-ops, ``current_device`` returns ``cpu``, and
+  ``init_device_mesh("cuda", ...)`` builds a CPU mesh. DeepSpeed picks its CPU accelerator
+  (gloo) by itself.
+
+``install_vllm_standin()`` is separate and opt-in: it lets the Ray trainer modules (which import
+``vllm`` at module level) be imported for class construction in CPU tests. It refuses to shadow
+an installed vllm and is never called by production code.
+
+All functions are idempotent.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import importlib.util
+import sys
+import types
+import uuid
+from typing import Any
+
+import torch
+
+STANDIN_MARKER = "__riskpo_mm_standin__"
+
+
+# ── pure-torch flash_attn.bert_padding / flash_attn.utils.distributed ──
+
+
+def index_first_axis(input: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Rows ``indices`` of ``input`` along its first axis (``input: [N, ...] -> [len(indices), ...]``)."""
+    return input[indices]
+
+
+def unpad_input(
+    hidden_states: torch.Tensor, attention_mask: torch.Tensor, unused_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Drop padding: ``hidden_states: [B, S, ...]``, ``attention_mask: [B, S]`` -> ``[nnz, ...]``.
+
+    Returns ``(unpadded, indices, cu_seqlens, max_seqlen, used_seqlens)`` like flash_attn >= 2.7:
+    ``indices`` are the flat positions kept, ``cu_seqlens: [B+1]`` int32 cumulative lengths.
+    """
+    all_masks = attention_mask + unused_mask if unused_mask is not None else attention_mask
+    seqlens = all_masks.sum(dim=-1, dtype=torch.int32)  # [B]
+    used_seqlens = attention_mask.sum(dim=-1, dtype=torch.int32)  # [B]
+    indices = torch.nonzero(all_masks.flatten(), as_tuple=False).flatten()
+    max_seqlen = int(seqlens.max().item()) if seqlens.numel() else 0
+    cu_seqlens = torch.nn.functional.pad(torch.cumsum(seqlens, dim=0, dtype=torch.int32), (1, 0))
+    flat = hidden_states.reshape(-1, *hidden_states.shape[2:])  # [B*S, ...]
+    return index_first_axis(flat, indices), indices, cu_seqlens, max_seqlen, used_seqlens
+
+
+def pad_input(hidden_states: torch.Tensor, indices: torch.Tensor, batch: int, seqlen: int) -> torch.Tensor:
+    """Inverse of ``unpad_input``: ``[nnz, ...]`` -> ``[batch, seqlen, ...]`` with zeros at padding."""
+    output = hidden_states.new_zeros(batch * seqlen, *hidden_states.shape[1:])
+    output = output.index_put((indices,), hidden_states)  # out-of-place keeps autograd to hidden_states
+    return output.view(batch, seqlen, *hidden_states.shape[1:])
+
+
+def all_gather(input_: torch.Tensor, process_group: Any) -> torch.Tensor:
+    """Concatenate ``input_`` from every rank of ``process_group`` along dim 0 (autograd-aware)."""
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather as _autograd_all_gather
+
+    if dist.get_world_size(process_group) == 1:
+        return input_
+    return torch.cat(_autograd_all_gather(input_.contiguous(), group=process_group), dim=0)
+
+
+# ── module registration ──
+
+
+def _real_module_available(name: str) -> bool:
+    """True if ``name`` is importable from something other than one of our stand-ins."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return not getattr(module, STANDIN_MARKER, False)
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _new_module(name: str, is_package: bool, attrs: dict[str, Any]) -> types.ModuleType:
+    spec = importlib.machinery.ModuleSpec(name, loader=None, is_package=is_package)
+    module = importlib.util.module_from_spec(spec)
+    if is_package:
+        module.__path__ = []  # a package that can hold our registered submodules, nothing on disk
+    module.__dict__.update(attrs)
+    setattr(module, STANDIN_MARKER, True)
+    return module
+
+
+def _register(tree: dict[str, tuple[bool, dict[str, Any]]]) -> None:
+    """Register ``{dotted name: (is_package, attributes)}`` and link children onto parents."""
+    for name, (is_package, attrs) in tree.items():
+        sys.modules[name] = _new_module(name, is_package, attrs)
+    for name in tree:
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, sys.modules[name])
+
+
+def install_flash_attn_standin() -> bool:
+    """Register the pure-torch ``flash_attn`` stand-in if no real flash_attn exists. Returns whether it is active."""
+    if _real_module_available("flash_attn"):
+        return False
+    if getattr(sys.modules.get("flash_attn"), STANDIN_MARKER, False):
+        return True
+    from einops import rearrange, repeat
+
+    _register(
+        {
+            "flash_attn": (True, {"__version__": "0.0.0+riskpo_mm.standin"}),
+            "flash_attn.bert_padding": (
+                False,
+                dict(
+                    index_first_axis=index_first_axis,
+                    pad_input=pad_input,
+                    unpad_input=unpad_input,
+                    rearrange=rearrange,
+                    repeat=repeat,
+                ),
+            ),
+            "flash_attn.utils": (True, {}),
+            "flash_attn.utils.distributed": (False, dict(all_gather=all_gather)),
+        }
+    )
+    return True
+
+
+class SamplingParams:
+    """Keyword bag standing in for ``vllm.SamplingParams`` (construction only; nothing samples)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
+
+    def __repr__(self) -> str:
+        return f"SamplingParams({self.__dict__})"
+
+
+class TokensPrompt(dict):
+    """Stand-in for ``vllm.inputs.TokensPrompt`` (a TypedDict there)."""
+
+
+def random_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+def install_vllm_standin() -> bool:
+    """Test-only: make ``import vllm`` work where vllm is not installed. Never shadows a real vllm."""
+    if _real_module_available("vllm"):
+        return False
+    if getattr(sys.modules.get("vllm"), STANDIN_MARKER, False):
+        return True
+    _register(
+        {
+            "vllm": (True, {"__version__": "0.0.0+riskpo_mm.standin", "SamplingParams": SamplingParams}),
+            "vllm.inputs": (False, {"TokensPrompt": TokensPrompt}),
+            "vllm.utils": (False, {"random_uuid": random_uuid}),
+        }
+    )
+    return True
+
+
+# ── CUDA call fallbacks ──
+
+
+def _fallback(original, result_fn):
+    """A replacement for ``original`` that returns ``result_fn()`` and carries the stand-in marker."""
+
+    @functools.wraps(original)
+    def replacement(*_args: Any, **_kwargs: Any):
+        return result_fn()
+
+    setattr(replacement, STANDIN_MARKER, True)
+    return replacement
+
+
+def _mesh_on_cpu_without_cuda(init_device_mesh):
+    @functools.wraps(init_device_mesh)
+    def wrapper(device_type: str, *args: Any, **kwargs: Any):
+        if device_type == "cuda" and not torch.cuda.is_available():
+            device_type = "cpu"
+        return init_device_mesh(device_type, *args, **kwargs)
+
+    wrapper.__riskpo_mm_standin__ = True
+    return wrapper
+
+
+def install_cuda_fallbacks(cuda_available: bool | None = None) -> bool:
+    """Where CUDA is unavailable, turn OpenRLHF's unconditional CUDA calls into CPU equivalents.
+
+    Only functions that would otherwise raise are replaced. Returns whether the fallbacks are active.
+    """
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if cuda_available:
+        return False
+    if getattr(torch.cuda.current_device, STANDIN_MARKER, False):
+        return True
+    torch.cuda.set_device = _fallback(torch.cuda.set_device, lambda: None)
+    torch.cuda.synchronize = _fallback(torch.cuda.synchronize, lambda: None)
+    torch.cuda.current_device = _fallback(torch.cuda.current_device, lambda: torch.device("cpu"))
+
+    import torch.distributed.device_mesh as device_mesh
+
+    if hasattr(device_mesh, "init_device_mesh") and not getattr(device_mesh.init_device_mesh, STANDIN_MARKER, False):
+        device_mesh.init_device_mesh = _mesh_on_cpu_without_cuda(device_mesh.init_device_mesh)
+    # The strategy binds init_device_mesh at import time; re-point it if it was imported before us.
+    strategy_module = sys.modules.get("openrlhf.utils.deepspeed.deepspeed")
+    if strategy_module is not None:
+        strategy_module.init_device_mesh = device_mesh.init_device_mesh
+    return True
+
+
+def install(*, cuda_available: bool | None = None) -> dict[str, bool]:
+    """Make OpenRLHF's Actor, PolicyLoss and DeepspeedStrategy import and run here. Idempotent.
+
+    Returns which stand-ins are active: ``{"flash_attn": bool, "cuda_fallbacks": bool}``.
+    """
+    return {
+        "flash_attn": install_flash_attn_standin(),
+        "cuda_fallbacks": install_cuda_fallbacks(cuda_available),
+    }
+
+
+def is_standin(module_or_fn: Any) -> bool:
+    """True for a module or function that this file put in place."""
+    return bool(getattr(module_or_fn, STANDIN_MARKER, False))

@@ -1,0 +1,163 @@
+"""``--riskpo.*`` flags on top of OpenRLHF's ``train_ppo_ray`` parser, and their validation.
+
+The flags mirror `riskpo_mm.algo.RiskPOConfig` (``--riskpo.alpha``, ``--riskpo.bundle_size``, ...;
+unset fields take the value of ``--riskpo.preset``), plus the estimator, the loss and its ratio.
+After OpenRLHF's ``hierarchize`` they live under ``args.riskpo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
+
+ESTIMATOR_CHOICES = (*ESTIMATORS, "off")
+LOSS_CHOICES = ("riskpo", "openrlhf")
+RATIO_CHOICES = ("token", "sequence")
+GROUP_TITLE = "RiskPO (riskpo_mm)"
+# OpenRLHF flags whose defaults depend on whether a riskpo_mm estimator is active.
+_UNSET = argparse.Namespace(unset=True)
+_CONTEXT_DEFAULTS = ("algo.advantage.estimator", "algo.kl.init_coef")
+
+
+class RayArgsError(ValueError):
+    """A flag combination that OpenRLHF's or our validation rejects."""
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(RiskPOConfig) if f.init]
+
+
+def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--riskpo.*`` group (idempotent) and context-dependent defaults of OpenRLHF flags."""
+    if any(g.title == GROUP_TITLE for g in parser._action_groups):
+        return
+    group = parser.add_argument_group(GROUP_TITLE, "RiskPO estimator and loss; see riskpo_mm/algo and spec/riskpo.md")
+    group.add_argument(
+        "--riskpo.estimator",
+        default="riskpo",
+        choices=ESTIMATOR_CHOICES,
+        help="advantage estimator on the controller; 'off' uses --algo.advantage.estimator (OpenRLHF's)",
+    )
+    group.add_argument("--riskpo.preset", default="riskpo", choices=RiskPOConfig.preset_names(), help="RiskPO preset")
+    group.add_argument(
+        "--riskpo.loss", default="riskpo", choices=LOSS_CHOICES, help="actor loss: riskpo_mm's or OpenRLHF's PolicyLoss"
+    )
+    group.add_argument(
+        "--riskpo.ratio",
+        default=None,
+        choices=RATIO_CHOICES,
+        help="importance ratio of the RiskPO loss (default: token, or sequence with --actor.policy_loss_type gspo)",
+    )
+    group.add_argument("--riskpo.seed", type=int, default=None, help="estimator RNG seed (default: --train.seed)")
+    hints = get_type_hints(RiskPOConfig)
+    for f in config_fields():
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": None, "help": f"RiskPOConfig.{f.name} (default: from --riskpo.preset)"}
+        if get_origin(hint) is Literal:
+            kwargs["choices"] = get_args(hint)
+        elif get_origin(hint) is tuple:
+            kwargs.update(type=float, nargs="+")
+        elif hint in (int, float):
+            kwargs["type"] = hint
+        else:
+            kwargs["type"] = str
+        group.add_argument(f"--riskpo.{f.name}", **kwargs)
+    parser.set_defaults(**{name: _UNSET for name in _CONTEXT_DEFAULTS})
+
+
+def resolve_context_defaults(ns: argparse.Namespace, error) -> None:
+    """Fill OpenRLHF flags left unset: with a riskpo_mm estimator, no critic (estimator 'reinforce',
+    which only selects OpenRLHF's critic-free path) and no KL by default; otherwise OpenRLHF's defaults."""
+    active = getattr(ns, "riskpo.estimator") != "off"
+    given_estimator = getattr(ns, "algo.advantage.estimator")
+    if given_estimator is _UNSET:
+        setattr(ns, "algo.advantage.estimator", "reinforce" if active else "gae")
+    elif active:
+        error(
+            f"--algo.advantage.estimator {given_estimator} conflicts with --riskpo.estimator "
+            f"{getattr(ns, 'riskpo.estimator')}: advantages come from the riskpo_mm estimator; pass "
+            "--riskpo.estimator off to use OpenRLHF's estimators"
+        )
+    if getattr(ns, "algo.kl.init_coef") is _UNSET:
+        setattr(ns, "algo.kl.init_coef", 0.0 if active else 0.01)
+    if getattr(ns, "actor.entropy_coef") is None:
+        setattr(ns, "actor.entropy_coef", 0.0)  # 0 = compute and log the true token entropy, no bonus
+
+
+def riskpo_config(args: Any) -> RiskPOConfig:
+    """``RiskPOConfig`` from ``--riskpo.preset`` with every explicitly given ``--riskpo.<field>`` on top."""
+    overrides = {}
+    for f in config_fields():
+        value = getattr(args.riskpo, f.name)
+        if value is not None:
+            overrides[f.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return RiskPOConfig.preset(args.riskpo.preset, **overrides)
+    except ValueError as err:
+        raise RayArgsError(f"--riskpo.*: {str(err).replace('RiskPOConfig.', '--riskpo.')}") from None
+
+
+def validate_riskpo_args(args: Any) -> None:
+    """Checks on the hierarchized args after OpenRLHF's own; raises `RayArgsError` naming the flags."""
+    r = args.riskpo
+    loss_type = args.actor.policy_loss_type
+    if r.ratio is None:
+        r.ratio = "sequence" if loss_type == "gspo" else "token"
+    elif r.loss == "riskpo" and loss_type == "gspo" and r.ratio != "sequence":
+        raise RayArgsError(f"--riskpo.ratio {r.ratio} conflicts with --actor.policy_loss_type {loss_type}")
+    if r.loss == "riskpo" and args.algo.advantage.is_correction_level != "off":
+        raise RayArgsError(
+            "--algo.advantage.is_correction_level: the RiskPO loss has no train/rollout importance-sampling "
+            "correction; pass --riskpo.loss openrlhf or --algo.advantage.is_correction_level off"
+        )
+    if args.data.max_images_per_prompt > 0 and args.train.dynamic_batch_enable:
+        raise RayArgsError(
+            "--train.dynamic_batch_enable with --data.max_images_per_prompt > 0: dynamic batching misaligns image "
+            "tokens of vision-language models in OpenRLHF 0.11.2; leave it off"
+        )
+    if r.estimator == "off":
+        return
+    config = riskpo_config(args)
+    n = args.rollout.n_samples_per_prompt
+    if n < 2:
+        raise RayArgsError(f"--riskpo.estimator {r.estimator} needs --rollout.n_samples_per_prompt >= 2, got {n}")
+    if r.estimator == "riskpo" and args.rollout.batch_size % config.bundle_size:
+        raise RayArgsError(
+            f"--rollout.batch_size {args.rollout.batch_size} is not a multiple of the bundle size "
+            f"{config.bundle_size} (--riskpo.bundle_size / --riskpo.preset {r.preset})"
+        )
+    if not args.data.label_key:
+        raise RayArgsError(
+            "--data.label_key is required with --riskpo.estimator: each sample's label carries its prompt uid "
+            "(JSON {\"uid\", \"task\", ...}; riskpo_mm.openrlhf_ext.data writes such datasets)"
+        )
+    if args.train.async_enable:
+        raise RayArgsError("--train.async_enable is not supported with --riskpo.estimator; use the synchronous trainer")
+    if args.algo.kl.init_coef > 0 and not args.algo.kl.use_loss:
+        raise RayArgsError(
+            "--algo.kl.init_coef > 0 without --algo.kl.use_loss puts a per-token KL into the reward, which "
+            "bundle advantages do not use; add --algo.kl.use_loss"
+        )
+
+
+def to_openrlhf_args(flags: Mapping[str, Any]) -> list[str]:
+    """``{"actor.model_name_or_path": "m", "train.colocate_all": True, "riskpo.alpha": 0.2}`` -> argv.
+
+    True -> bare flag, False/None -> omitted, list/tuple -> one flag with several values.
+    """
+    argv: list[str] = []
+    for key, value in flags.items():
+        flag = key if key.startswith("--") else f"--{key}"
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -1,0 +1,126 @@
+"""RiskPO controller for OpenRLHF's Ray engine: a subclass of OpenRLHF's ``PPOTrainer``.
+
+It changes four things and keeps OpenRLHF's loop (``fit``) as is:
+
+- ``experience_maker``: `RiskPOExperienceMaker` holding the riskpo_mm estimator;
+- ``samples_generator``: records the dataloader order of each rollout's prompts (`PromptOrder`),
+  which the experience maker uses to bundle prompts independently of vLLM completion order;
+- ``train_step``: adds the estimator's metrics (``riskpo/...``) to the step's logs;
+- checkpoints: the estimator state (quantile trackers, pairing RNG) rides in OpenRLHF's DeepSpeed
+  ``client_states`` under ``riskpo_estimator`` and is restored on ``--ckpt.load_enable``.
+
+``RiskPOPPOTrainer`` is the Ray actor class (what ``train_ray`` passes to ``.remote``);
+``RiskPOPPOTrainerImpl`` is the plain class, constructible without Ray for tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import ray
+
+from riskpo_mm.openrlhf_ext import compat
+
+compat.install()
+
+from openrlhf.trainer.ppo_trainer import PPOTrainer  # noqa: E402
+from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noqa: E402
+
+from riskpo_mm.algo import build_estimator  # noqa: E402
+from riskpo_mm.openrlhf_ext.advantages import PromptOrder  # noqa: E402
+from riskpo_mm.openrlhf_ext.experience import RiskPOExperienceMaker  # noqa: E402
+from riskpo_mm.openrlhf_ext.flags import riskpo_config  # noqa: E402
+
+ESTIMATOR_STATE_KEY = "riskpo_estimator"
+METRIC_PREFIX = "riskpo/"
+
+
+class RecordingSamplesGenerator(SamplesGenerator):
+    """OpenRLHF's samples generator that records the dataloader order of each rollout's prompts."""
+
+    def __init__(self, *args: Any, prompt_order: PromptOrder, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prompt_order = prompt_order
+
+    def generate_samples(self, **generate_kwargs: Any):
+        self.prompt_order.reset()
+        return super().generate_samples(**generate_kwargs)
+
+    def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, **generate_kwargs):
+        self.prompt_order.record(labels)
+        return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
+
+
+def build_estimator_from_args(args: Any) -> Optional[Any]:
+    """The riskpo_mm estimator selected by ``--riskpo.estimator`` (None for ``off``)."""
+    name = args.riskpo.estimator
+    if name == "off":
+        return None
+    seed = args.riskpo.seed if args.riskpo.seed is not None else args.train.seed
+    return build_estimator(name, riskpo_config(args), seed=seed)
+
+
+class RiskPOTrainerMixin:
+    """The RiskPO parts of the controller; mixed into OpenRLHF's ``PPOTrainer`` below."""
+
+    def install_riskpo(self) -> None:
+        """Swap in the RiskPO experience maker and the order-recording samples generator."""
+        self.prompt_order = PromptOrder()
+        self.experience_maker = RiskPOExperienceMaker(
+            self.actor_model_group,
+            self.critic_model_group,
+            self.reward_model_group,
+            self.reference_model_group,
+            self.kl_ctl,
+            self.strategy,
+            self.tokenizer,
+            estimator=build_estimator_from_args(self.args),
+            prompt_order=self.prompt_order,
+        )
+        self.samples_generator = RecordingSamplesGenerator(
+            strategy=self.strategy,
+            prompts_dataloader=self.prompts_dataloader,
+            eval_dataloader=self.eval_dataloader,
+            tokenizer=self.tokenizer,
+            vllm_engines=self.vllm_engines,
+            prompt_order=self.prompt_order,
+        )
+
+    @property
+    def estimator(self) -> Optional[Any]:
+        return self.experience_maker.estimator
+
+    def train_step(self, rollout_samples, global_step: int):
+        status, global_step = super().train_step(rollout_samples, global_step)
+        status.update({METRIC_PREFIX + k: v for k, v in self.experience_maker.estimator_metrics.items()})
+        return status, global_step
+
+    def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
+        client_states = {} if client_states is None else client_states  # same dict reaches the best-ckpt save
+        if self.estimator is not None:
+            client_states[ESTIMATOR_STATE_KEY] = self.estimator.state_dict()
+        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+
+    def init_checkpoint_states(self) -> dict:
+        states = super().init_checkpoint_states()
+        self.restore_estimator_state(states)
+        return states
+
+    def restore_estimator_state(self, checkpoint_states: dict) -> bool:
+        """Load the estimator state from checkpoint client states; False if there is none to load."""
+        state = checkpoint_states.get(ESTIMATOR_STATE_KEY) if checkpoint_states else None
+        if state is None or self.estimator is None:
+            return False
+        self.estimator.load_state_dict(state)
+        return True
+
+
+class RiskPOPPOTrainerImpl(RiskPOTrainerMixin, PPOTrainer.__ray_actor_class__):
+    """OpenRLHF's ``PPOTrainer`` with the RiskPO estimator, ordering, metrics and checkpoint state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.install_riskpo()
+
+
+RiskPOPPOTrainer = ray.remote(RiskPOPPOTrainerImpl)
