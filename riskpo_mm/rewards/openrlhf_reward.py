@@ -1,0 +1,98 @@
+"""OpenRLHF reward function: ``--reward.remote_url <path to this file>``.
+
+OpenRLHF 0.11.2 (``SingleTurnAgentExecutor``) loads ``reward_func`` from a
+``.py`` path and calls ``reward_func(queries, prompts, labels)`` on a worker
+thread (``asyncio.to_thread``), one sample at a time. ``query`` is the decoded
+prompt + response (special tokens kept); ``label`` carries the record fields,
+as a dict or a JSON string (a plain non-JSON string is taken as a math gold
+answer). Returns ``{"rewards", "scores", "extra_logs"}`` with tensors of shape
+``[B]``; ``extra_logs`` holds accuracy and format so they are logged apart
+from the mixed reward. Never raises.
+
+Environment: ``RISKPO_REWARD_BINARY_FORM=pm1`` switches to the +-1 form.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import torch
+
+from riskpo_mm.rewards import RewardResult, RewardWeights, router
+
+logger = logging.getLogger(__name__)
+_ASSISTANT_MARKERS = ("<|im_start|>assistant\n", "<|im_start|>assistant")
+_END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
+
+
+def _weights() -> RewardWeights:
+    return RewardWeights(binary_form=os.environ.get("RISKPO_REWARD_BINARY_FORM", "01"))
+
+
+def response_from_query(query: str, prompt: str) -> str:
+    """Strip the prompt from ``query`` (prompt + response) and trailing end-of-turn tokens.
+
+    The prompt prefix is removed verbatim when it matches; otherwise (image
+    tokens expanded, prompt truncated) the text after the last assistant turn
+    marker is taken.
+    """
+    if prompt and query.startswith(prompt):
+        resp = query[len(prompt):]
+    else:
+        for marker in _ASSISTANT_MARKERS:
+            idx = query.rfind(marker)
+            if idx >= 0:
+                resp = query[idx + len(marker):]
+                break
+        else:
+            resp = query
+    stripped = True
+    while stripped:
+        stripped = False
+        resp = resp.rstrip()
+        for end in _END_MARKERS:
+            if resp.endswith(end):
+                resp, stripped = resp[: -len(end)], True
+    return resp
+
+
+def label_to_record(label: Any) -> Any:
+    """A label as record fields: a dict, a JSON object string, or a bare math answer."""
+    if isinstance(label, dict):
+        return label
+    if isinstance(label, str):
+        try:
+            obj = json.loads(label)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            return obj
+    return {"task": "math", "answer": label}
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> dict[str, Any]:
+    """OpenRLHF entry point: mixed rewards plus accuracy/format logs, shape [B] each."""
+    n = len(queries)
+    results: list[RewardResult]
+    try:
+        if not (len(prompts) == len(labels) == n):
+            raise ValueError(f"reward_func: {n} queries, {len(prompts)} prompts, {len(labels)} labels")
+        responses = [response_from_query(q, p) for q, p in zip(queries, prompts)]
+        records = [label_to_record(lab) for lab in labels]
+        results = router.score_batch(records, responses, weights=_weights())
+    except Exception as e:
+        reason = f"error: reward_func: {type(e).__name__}: {e}"
+        results = [router.report_error("?", reason) for _ in range(n)]
+    rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)  # [B]
+    return {
+        "rewards": rewards,
+        "scores": rewards.clone(),
+        "extra_logs": {
+            "accuracy": torch.tensor([r.accuracy for r in results], dtype=torch.float32),  # [B]
+            "format_ok": torch.tensor([float(r.format_ok) for r in results], dtype=torch.float32),  # [B]
+            "reward_error": torch.tensor([float(r.reason.startswith("error")) for r in results]),  # [B]
+        },
+    }
