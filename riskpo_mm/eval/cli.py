@@ -1,0 +1,197 @@
+"""`riskpo-mm eval`: pass@k / avg@k / maj@n of a saved model on record files, into results.json.
+
+    riskpo-mm eval --model DIR --data FILE [FILE ...] --n 16 --k 1,2,4,8,16 \
+        [--temperature 0.6] [--engine hf|vllm] [--max-new-tokens 512] [--batch-size 8] \
+        [--max-problems N] --out results.json
+
+Each record's data source is its meta["source"], else the stem of its file. The vLLM engine needs
+the `vllm` package (the `gpu` extra); the HF engine runs anywhere, CPU included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from riskpo_mm.eval.harness import EvalResult, Sample, evaluate, evaluate_samples
+
+
+class EvalError(ValueError):
+    """A bad `riskpo-mm eval` argument or input; the message names the flag or file."""
+
+
+def parse_ks(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]; anything else raises EvalError naming --k."""
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EvalError(f"--k: expected comma-separated integers such as 1,2,4,8, got {text!r}") from None
+    if not ks:
+        raise EvalError(f"--k: expected at least one integer, got {text!r}")
+    return ks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="riskpo-mm eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="model folder (config, weights, processor)")
+    p.add_argument("--data", required=True, nargs="+", help="record files: JSONL, parquet or HF dataset folders")
+    p.add_argument("--out", required=True, help="results JSON to write")
+    p.add_argument("--n", type=int, default=16, help="samples per problem")
+    p.add_argument("--k", default="1,2,4,8,16", help="pass@k values, each in [1, n]")
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (hf engine)")
+    p.add_argument("--max-problems", type=int, default=None, help="evaluate only the first N problems")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--family", default=None, help="model family; default: from the model's config")
+    p.add_argument("--min-pixels", type=int, default=None, help="image pixel budget; default: riskpo_mm.data.ImageConfig")
+    p.add_argument("--max-pixels", type=int, default=None)
+    p.add_argument("--system-prompt", default=None)
+    p.add_argument("--on-bad-record", choices=("error", "skip"), default="error")
+    p.add_argument("--response-chars", type=int, default=2000, help="keep at most this many characters per response")
+    p.add_argument("--no-responses", action="store_true", help="do not keep response texts in the results file")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                   help="auto: bfloat16 on a GPU, float32 on a CPU")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine only")
+    return p
+
+
+def load_eval_records(paths: Sequence[str], on_bad_record: str = "error", max_problems: Optional[int] = None) -> list:
+    """Records of every file in order, meta["source"] defaulting to the file's stem; first `max_problems`."""
+    from riskpo_mm.data import load_records
+
+    records = []
+    for path in paths:
+        loaded = load_records([path], on_bad_record=on_bad_record)
+        if loaded.skipped:
+            print(f"[riskpo-mm eval] {path}: skipped {loaded.skipped} bad record(s); first: {loaded.bad[0]}", file=sys.stderr)
+        stem = Path(path).stem if Path(path).is_file() else Path(path).name
+        for rec in loaded:
+            if not rec.meta.get("source"):
+                rec.meta = {**rec.meta, "source": stem}
+            records.append(rec)
+    if max_problems is not None:
+        records = records[:max_problems]
+    if not records:
+        raise EvalError(f"--data: no records to evaluate in {list(paths)}")
+    return records
+
+
+def _image_config(args):
+    from riskpo_mm.data import ImageConfig
+
+    default = ImageConfig()
+    return ImageConfig(min_pixels=args.min_pixels or default.min_pixels, max_pixels=args.max_pixels or default.max_pixels)
+
+
+def _family(model_config, configured: Optional[str]) -> str:
+    from riskpo_mm.engine.rollout import model_family
+
+    return model_family(model_config, configured)
+
+
+def run_hf(args, records: list) -> EvalResult:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
+             "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    config = AutoConfig.from_pretrained(args.model)
+    auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+    model = auto.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    processor = AutoProcessor.from_pretrained(args.model)
+    return evaluate(
+        model, processor, records, family=_family(config, args.family), image_config=_image_config(args),
+        n=args.n, ks=parse_ks(args.k), temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, seed=args.seed, top_p=args.top_p, system_prompt=args.system_prompt,
+        keep_responses=not args.no_responses, response_chars=args.response_chars, progress=True,
+    )
+
+
+def run_vllm(args, records: list) -> EvalResult:
+    """vLLM engine: the same chat prompts and resized images as the HF path, sampled by vllm.LLM.
+
+    Log-probs are not requested (vLLM reports them before temperature scaling), so results carry no
+    entropy."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise EvalError("--engine vllm: the vllm package is not importable here; install the GPU extra "
+                        "(pip install 'riskpo-mm[gpu]') or use --engine hf") from None
+    from transformers import AutoConfig, AutoProcessor
+
+    from riskpo_mm.data.images import load_image, resize_image
+    from riskpo_mm.data.templates import build_messages
+
+    t0 = time.perf_counter()
+    family = _family(AutoConfig.from_pretrained(args.model), args.family)
+    image_config = _image_config(args)
+    processor = AutoProcessor.from_pretrained(args.model)
+    prompts = []
+    for rec in records:
+        images = [resize_image(load_image(ref), family, image_config.min_pixels, image_config.max_pixels)
+                  for ref in rec.images]
+        text = processor.apply_chat_template(build_messages(rec, args.system_prompt, images=images),
+                                             tokenize=False, add_generation_prompt=True)
+        prompts.append({"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})})
+    most_images = max(len(r.images) for r in records)
+    llm = LLM(model=args.model, seed=args.seed, tensor_parallel_size=args.tensor_parallel_size,
+              limit_mm_per_prompt={"image": max(most_images, 1)},
+              mm_processor_kwargs={"min_pixels": image_config.min_pixels, "max_pixels": image_config.max_pixels})
+    params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                            max_tokens=args.max_new_tokens, seed=args.seed)
+    outputs = llm.generate(prompts, params)
+    samples = [[Sample(text=o.text, length=len(o.token_ids), truncated=o.finish_reason == "length") for o in out.outputs]
+               for out in outputs]
+    config = {"engine": "vllm", "temperature": args.temperature, "top_p": args.top_p,
+              "max_new_tokens": args.max_new_tokens, "family": family, "min_pixels": image_config.min_pixels,
+              "max_pixels": image_config.max_pixels}
+    return evaluate_samples(records, samples, ks=parse_ks(args.k), seed=args.seed, keep_responses=not args.no_responses,
+                            response_chars=args.response_chars, config=config, wall_s=time.perf_counter() - t0)
+
+
+def format_groups(result: EvalResult) -> str:
+    """A small table: one row per group (all, tasks, sources, levels) with pass@k and maj@n."""
+    keys = [k for k in result.overall if k.startswith(("pass@", "maj@"))]
+    rows = [["group", "problems", *keys, "format"]]
+    for group, m in result.metrics.items():
+        rows.append([group, str(int(m["problems"])), *(f"{m[k]:.3f}" for k in keys), f"{m['format_rate']:.3f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from riskpo_mm.data.record import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        ks = parse_ks(args.k)
+        bad = [k for k in ks if not 1 <= k <= args.n]
+        if args.n < 1 or bad:
+            raise EvalError(f"--k: values {bad} outside [1, --n={args.n}]; pass@k needs at least k samples per problem")
+        if args.max_problems is not None and args.max_problems < 1:
+            raise EvalError(f"--max-problems: expected an integer >= 1, got {args.max_problems}")
+        if not (Path(args.model) / "config.json").is_file():
+            raise EvalError(f"--model: {args.model} is not a model folder (no config.json)")
+        records = load_eval_records(args.data, args.on_bad_record, args.max_problems)
+        result = run_vllm(args, records) if args.engine == "vllm" else run_hf(args, records)
+    except (EvalError, DataError, FileNotFoundError) as err:
+        print(f"riskpo-mm eval: {err}", file=sys.stderr)
+        return 2
+    result.config.update({"model": str(args.model), "data": list(args.data)})
+    out = result.save(args.out)
+    print(format_groups(result))
+    print(result.summary())
+    print(f"[riskpo-mm eval] results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

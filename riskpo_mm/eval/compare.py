@@ -1,0 +1,162 @@
+"""`riskpo-mm compare PATH [PATH ...]`: runs and results files side by side.
+
+A PATH is a run folder (its report.json from `riskpo-mm train`: one row before RL, one after), a
+report.json, or a results.json from `riskpo-mm eval` (one row). Columns: accuracy (pass@1), pass@k,
+maj@n, format rate, token entropy at the end of training, lower-tail CVaR of bundle scores (from the
+training log, and recomputed on the held-out outcomes with one bundle size and alpha for every row,
+so methods compare on equal terms), wall time. A value a source does not have shows as "-".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from riskpo_mm.eval.harness import SCHEMA
+from riskpo_mm.eval.risk import problems_bundle_measures
+
+MISSING = "-"
+
+
+class CompareError(ValueError):
+    """A path that is neither a run folder nor a results/report file."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CompareError(f"{path}: not valid JSON ({e})") from None
+
+
+def last_metric(run_dir: Path, suffix: str) -> Optional[float]:
+    """Last value in run_dir/metrics.jsonl of the first key equal to or ending with '/'+suffix."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    for line in reversed(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        for key, value in row.items():
+            if key == suffix or key.endswith("/" + suffix):
+                return value
+    return None
+
+
+def _eval_cvar(path: Path, bundle_size: int, alpha: float) -> Optional[float]:
+    """CVaR_alpha of held-out bundle scores from a results file's per-problem outcomes."""
+    if not path.is_file():
+        return None
+    data = _read_json(path)
+    problems = data.get("problems") if isinstance(data, dict) else None
+    if not problems or len(problems) < bundle_size:
+        return None
+    return problems_bundle_measures(problems, bundle_size, alpha=alpha)["cvar"]
+
+
+def load_rows(path: str | Path, *, bundle_size: int = 5, alpha: float = 0.2) -> list[dict[str, Any]]:
+    """Table rows of one PATH: dicts with "name", "metrics" (eval metrics), and optional "entropy",
+    "cvar_train", "cvar_eval", "wall_s"."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "report.json").is_file():
+            return _report_rows(p / "report.json", bundle_size, alpha)
+        if (p / "results.json").is_file():
+            return _results_rows(p / "results.json", bundle_size, alpha, name=p.name)
+        raise CompareError(f"{p}: a run folder needs report.json (riskpo-mm train) or results.json (riskpo-mm eval)")
+    if not p.is_file():
+        raise CompareError(f"{p}: no such file or folder")
+    data = _read_json(p)
+    if isinstance(data, dict) and data.get("schema") == SCHEMA:
+        return _results_rows(p, bundle_size, alpha)
+    if isinstance(data, dict) and ("before_rl" in data or "after_rl" in data):
+        return _report_rows(p, bundle_size, alpha)
+    raise CompareError(f"{p}: neither a results file (schema {SCHEMA!r}) nor a report.json (before_rl / after_rl)")
+
+
+def _results_rows(path: Path, bundle_size: int, alpha: float, name: Optional[str] = None) -> list[dict[str, Any]]:
+    data = _read_json(path)
+    metrics = data.get("metrics", {}).get("all", {})
+    return [{"name": name or (path.stem if path.stem != "results" else path.parent.name), "metrics": metrics,
+             "cvar_eval": _eval_cvar(path, bundle_size, alpha), "wall_s": data.get("wall_s")}]
+
+
+def _report_rows(path: Path, bundle_size: int, alpha: float) -> list[dict[str, Any]]:
+    report = _read_json(path)
+    run_dir = path.parent
+    name = report.get("name") or run_dir.name
+    train = report.get("train") or {}
+    rows = []
+    if report.get("before_rl"):
+        rows.append({"name": f"{name} (before RL)", "metrics": report["before_rl"],
+                     "cvar_eval": _eval_cvar(run_dir / "eval_before.json", bundle_size, alpha)})
+    entropy = train.get("final_entropy")
+    cvar = train.get("bundle_cvar")
+    rows.append({
+        "name": name, "metrics": report.get("after_rl") or {},
+        "entropy": entropy if entropy is not None else last_metric(run_dir, "entropy"),
+        "cvar_train": cvar if cvar is not None else last_metric(run_dir, "bundle_score/cvar"),
+        "cvar_eval": _eval_cvar(run_dir / "eval_after.json", bundle_size, alpha),
+        "wall_s": report.get("wall_s"),
+    })
+    return rows
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def build_table(rows: list[dict[str, Any]], alpha: float = 0.2) -> list[list[str]]:
+    """Header + one line per row; pass@k columns are the union over rows (k > 1; pass@1 is 'acc')."""
+    ks = sorted({int(k[5:]) for r in rows for k in r["metrics"] if k.startswith("pass@") and k[5:].isdigit()} - {1})
+    header = ["run", "acc", *(f"pass@{k}" for k in ks), "maj@n", "format", "entropy", "cvar(train)",
+              f"cvar{alpha:g}(eval)", "wall"]
+    table = [header]
+    for r in rows:
+        m = r["metrics"]
+        acc = m.get("pass@1", next((v for k, v in m.items() if k.startswith("avg@")), None))
+        maj = next((v for k, v in m.items() if k.startswith("maj@")), None)
+        wall = r.get("wall_s")
+        table.append([r["name"], _fmt(acc), *(_fmt(m.get(f"pass@{k}")) for k in ks), _fmt(maj), _fmt(m.get("format_rate")),
+                      _fmt(r.get("entropy")), _fmt(r.get("cvar_train")), _fmt(r.get("cvar_eval")),
+                      MISSING if wall is None else f"{wall:.0f}s"])
+    return table
+
+
+def render(table: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="riskpo-mm compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run folders, report.json or results.json files")
+    p.add_argument("--bundle-size", type=int, default=5, help="questions per bundle for the held-out CVaR")
+    p.add_argument("--alpha", type=float, default=0.2, help="tail level of the held-out CVaR")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    args = p.parse_args(argv)
+    if args.bundle_size < 1 or not 0 < args.alpha < 1:
+        print("riskpo-mm compare: --bundle-size must be >= 1 and --alpha in (0, 1)", file=sys.stderr)
+        return 2
+    try:
+        rows = [row for path in args.paths for row in load_rows(path, bundle_size=args.bundle_size, alpha=args.alpha)]
+    except CompareError as err:
+        print(f"riskpo-mm compare: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(rows, indent=1) if args.json else render(build_table(rows, args.alpha)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
