@@ -24,13 +24,14 @@ All functions are idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.machinery
 import importlib.util
 import sys
 import types
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -225,6 +226,25 @@ def install_cuda_fallbacks(cuda_available: bool | None = None) -> bool:
     if strategy_module is not None:
         strategy_module.init_device_mesh = device_mesh.init_device_mesh
     return True
+
+
+@contextlib.contextmanager
+def cuda_index_while_constructing() -> Iterator[None]:
+    """Without CUDA, report device index 0 while OpenRLHF objects that only *name* a CUDA device are built.
+
+    ``NaiveReplayBuffer.__init__`` formats ``f"cuda:{torch.cuda.current_device()}"`` into a device it uses
+    only in ``sample()``, which the local engine never calls; ``"cuda:cpu"`` is not a valid name. Where
+    CUDA is available this does nothing.
+    """
+    if not is_standin(torch.cuda.current_device):
+        yield
+        return
+    fallback = torch.cuda.current_device
+    torch.cuda.current_device = _fallback(fallback, lambda: 0)
+    try:
+        yield
+    finally:
+        torch.cuda.current_device = fallback
 
 
 def install(*, cuda_available: bool | None = None) -> dict[str, bool]:

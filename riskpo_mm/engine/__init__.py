@@ -1,0 +1,1 @@
+"""Local training engine (HF generate + OpenRLHF Actor/DeepSpeed) and the `train` command."""

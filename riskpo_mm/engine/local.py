@@ -1,0 +1,362 @@
+"""The local engine: RiskPO RL in one process, or on one node of N GPUs under `deepspeed`.
+
+Rollouts come from HF `generate`, rewards from the reward router, advantages
+from the shared estimator (`riskpo_mm.algo.build_estimator`, the same one the
+Ray engine uses), and updates from OpenRLHF's own pieces (`Actor`,
+`DeepspeedStrategy`, `ActorPPOTrainer.training_step` with the RiskPO loss),
+reached through `riskpo_mm.openrlhf_ext.policy.LocalPolicy`. Ranks split the
+prompts of a step; rewards are gathered so bundles and quantiles span the
+global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from riskpo_mm.algo import build_estimator
+from riskpo_mm.config import RunConfig
+from riskpo_mm.data import ImageConfig, Record, load_records
+from riskpo_mm.engine.assets import ensure_data, ensure_model
+from riskpo_mm.engine.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from riskpo_mm.engine.flags import openrlhf_args
+from riskpo_mm.engine.metrics_log import MetricsLogger
+from riskpo_mm.engine.rollout import RolloutBatch, generate_rollouts, model_family
+
+
+class StepTimer:
+    """Wall time per phase of a step (generate / reward / experience / train)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] += time.perf_counter() - t0
+
+    def pop(self) -> dict[str, float]:
+        out = {f"time/{k}": v for k, v in self.times.items()}
+        out["time/step"] = sum(self.times.values())
+        self.times.clear()
+        return out
+
+
+class DataOrder:
+    """Seeded epoch permutations of the train set; (epoch, offset) is the resumable position."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch, self.offset = 0, 0
+        self._perm = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.size, generator=g).tolist()
+
+    def take(self, count: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            if self.offset >= self.size:
+                self.epoch, self.offset = self.epoch + 1, 0
+                self._perm = self._permutation(self.epoch)
+            k = min(count - len(out), self.size - self.offset)
+            out += self._perm[self.offset : self.offset + k]
+            self.offset += k
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset, "size": self.size, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["size"] != self.size:
+            raise ValueError(f"resume: the train set has {self.size} records, the checkpoint expects {state['size']}")
+        self.epoch, self.offset = state["epoch"], state["offset"]
+        self._perm = self._permutation(self.epoch)
+
+
+class LocalTrainer:
+    """One RL run on the local engine. `fit()` trains; `evaluate()` runs the pass@k harness."""
+
+    def __init__(self, cfg: RunConfig, *, model_path: Optional[str] = None, log: bool = True) -> None:
+        if not torch.cuda.is_available():
+            os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+        from transformers import AutoProcessor
+
+        from riskpo_mm.openrlhf_ext.policy import LocalPolicy
+
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self.timer = StepTimer()
+        P, n = cfg.rollout.prompts_per_step, cfg.rollout.n_samples_per_prompt
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if P % world:
+            raise ValueError(f"rollout.prompts_per_step ({P}) must be divisible by the number of ranks ({world})")
+        if (P * n) % (cfg.train.micro_batch_size * world):
+            raise ValueError(f"prompts_per_step * n_samples_per_prompt ({P * n}) must be divisible by "
+                             f"train.micro_batch_size * ranks ({cfg.train.micro_batch_size * world})")
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.is_main:
+            ensure_model(cfg)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            ensure_data(cfg)
+
+        args = openrlhf_args(cfg, engine="local")
+        self.model_path = str(model_path or cfg.model.path)
+        updates_per_step = cfg.train.ppo_epochs * (P * n) // args.train.batch_size
+        self.policy = LocalPolicy(
+            args, self.model_path, scheduler_steps=cfg.train.steps * updates_per_step,
+            warmup_ratio=cfg.train.warmup_steps / cfg.train.steps, kl_coef=cfg.algorithm.loss.kl_coef,
+            gradient_checkpointing=cfg.model.gradient_checkpointing,
+        )
+        self.rank, self.world = self.policy.rank, self.policy.world
+
+        train_sources, test_sources = ensure_data(cfg)
+        self.train_records = self._load(train_sources, "data.train")
+        self.test_records = self._load(test_sources, "data.test") if test_sources else []
+        self.processor = AutoProcessor.from_pretrained(self.model_path)
+        self.image_config = ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
+        self.family = model_family(self.hf_model.config, cfg.model.family)
+
+        self.estimator = build_estimator(cfg.algorithm.estimator, cfg.algorithm.riskpo, seed=cfg.seed)
+        # Bundle-score risk measures are logged for every estimator, so runs compare on the same lower tail.
+        self.risk_monitor = (self.estimator if cfg.algorithm.estimator == "riskpo"
+                             else build_estimator("riskpo", cfg.algorithm.riskpo, seed=cfg.seed))
+        self.order = DataOrder(len(self.train_records), cfg.seed, cfg.data.shuffle)
+        self.step = 0
+        self.best: dict[str, Any] = {}
+        self.logger = (
+            MetricsLogger(self.run_dir, cfg.logging.tensorboard, cfg.logging.wandb_project if cfg.logging.wandb else None,
+                          cfg.model_dump(mode="json"))
+            if log and self.is_main else None
+        )
+
+    # ── plumbing ──
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        return self.policy.hf_model
+
+    def _load(self, sources, key: str) -> list[Record]:
+        recs = load_records([s.path for s in sources], on_bad_record=self.cfg.data.on_bad_record,
+                            weights=[s.weight for s in sources], seed=self.cfg.seed)
+        if recs.skipped and self.is_main:
+            print(f"[riskpo-mm] {key}: skipped {recs.skipped} bad record(s):")
+            for bad in recs.bad[:10]:
+                print(f"  {bad}")
+        if not recs:
+            raise ValueError(f"{key}: no usable records in {[s.path for s in sources]}")
+        return list(recs)
+
+    # ── one RL step ──
+
+    def rollout(self, records: list[Record]) -> RolloutBatch:
+        cfg = self.cfg
+        with self.timer("generate"):
+            batch = generate_rollouts(
+                self.hf_model, self.processor, records, family=self.family, image_config=self.image_config,
+                n=cfg.rollout.n_samples_per_prompt, max_new_tokens=cfg.rollout.max_new_tokens,
+                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, system_prompt=cfg.data.system_prompt,
+            )
+        with self.timer("reward"):
+            batch.score(cfg.reward)
+        return batch
+
+    def _gather_rewards(self, rewards: torch.Tensor, tasks: list[str]) -> tuple[torch.Tensor, list[str]]:
+        if self.world == 1:
+            return rewards, tasks
+        gathered: list[Any] = [None] * self.world
+        dist.all_gather_object(gathered, (rewards.cpu(), tasks))
+        return torch.cat([g[0] for g in gathered]), [t for g in gathered for t in g[1]]
+
+    def advantages(self, batch: RolloutBatch) -> torch.Tensor:
+        """Advantages [P_local, n] of this rank's prompts, from the estimator over the global batch [P, n]."""
+        rewards = batch.rewards  # [P_local, n]
+        all_rewards, all_tasks = self._gather_rewards(rewards, batch.tasks)
+        adv = self.estimator.advantages(all_rewards, groups=all_tasks)  # [P, n]
+        if self.risk_monitor is not self.estimator:
+            self.risk_monitor.advantages(all_rewards, groups=all_tasks)
+        lo, hi = self.rank * rewards.shape[0], (self.rank + 1) * rewards.shape[0]
+        keep = getattr(self.estimator, "keep", None)
+        if keep is not None:  # DAPO dynamic sampling: all-equal groups leave the loss entirely
+            batch.drop_prompts(~keep[lo:hi])
+        return adv[lo:hi].float()
+
+    def make_experience(self, batch: RolloutBatch, adv: torch.Tensor):
+        """OpenRLHF Experience with old log-probs and broadcast advantages; logs entropy and log-prob agreement."""
+        from riskpo_mm.openrlhf_ext.policy import build_experience
+
+        exp = build_experience(**batch.experience_fields(adv, pad_token_id=self.processor.tokenizer.pad_token_id))
+        entropy = self.policy.score_experience(exp)  # [B, S-1]
+        mask = exp.action_mask.float()
+        tokens = mask.sum().clamp(min=1)
+        batch.metrics["entropy"] = float((entropy * mask).sum() / tokens)
+        diff = (exp.action_log_probs - exp.rollout_log_probs).abs() * mask
+        batch.metrics["logprob/rollout_train_max_abs_diff"] = float(diff.max())
+        batch.metrics["logprob/rollout_train_mean_abs_diff"] = float(diff.sum() / tokens)
+        return exp
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        share = cfg.rollout.prompts_per_step // self.world
+        idx = self.order.take(cfg.rollout.prompts_per_step)[self.rank * share : (self.rank + 1) * share]
+        self.hf_model.eval()
+        batch = self.rollout([self.train_records[i] for i in idx])
+        with self.timer("advantage"):
+            adv = self.advantages(batch)
+        with self.timer("experience"):
+            exp = self.make_experience(batch, adv)
+        with self.timer("train"):
+            train_metrics = self.policy.train(exp, epochs=cfg.train.ppo_epochs,
+                                              seed=cfg.seed * 7919 + self.step * 31)
+        self.step += 1
+        metrics = {**batch.metrics, **{f"train/{k}": v for k, v in train_metrics.items()},
+                   **{f"{cfg.algorithm.estimator}/{k}": v for k, v in self.estimator.metrics.items()},
+                   **{f"bundle/{k.split('/', 1)[1]}": v for k, v in self.risk_monitor.metrics.items()
+                      if k.startswith("bundle_score/")}}
+        metrics["advantage/zero_fraction"] = float((adv == 0).float().mean())
+        metrics.update(self.timer.pop())
+        return metrics
+
+    # ── checkpoints ──
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "estimator": self.estimator.state_dict(),
+            "risk_monitor": self.risk_monitor.state_dict(),
+            "data_order": self.order.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "best": self.best,
+            "config": self.cfg.model_dump(mode="json"),
+        }
+
+    def save(self) -> Path:
+        def payload(tmp: Path) -> None:
+            self.policy.save_model(str(tmp / "model"), self.processor)
+            self.policy.save_state(str(tmp / "ds"))
+
+        return save_checkpoint(self.run_dir / "checkpoints", self.step, self.trainer_state(), payload,
+                               keep_last=self.cfg.checkpoint.keep_last, is_main=self.is_main,
+                               barrier=self.policy.barrier)
+
+    def resume(self) -> bool:
+        """Continue from the latest complete checkpoint; False when there is none."""
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+        if ckpt is None:
+            return False
+        self.policy.load_state(str(ckpt / "ds"))
+        state = load_trainer_state(ckpt)
+        self.step = state["step"]
+        self.estimator.load_state_dict(state["estimator"])
+        if self.risk_monitor is not self.estimator:
+            self.risk_monitor.load_state_dict(state["risk_monitor"])
+        self.order.load_state_dict(state["data_order"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.best = state.get("best", {})
+        if self.logger is not None:
+            self.logger.truncate_after(self.step)
+        if self.is_main:
+            print(f"[riskpo-mm] resumed from {ckpt} at step {self.step}")
+        return True
+
+    # ── evaluation ──
+
+    def evaluate(self, records: Optional[list[Record]] = None):
+        """pass@k / avg@k / maj@n of the current policy on the main rank (None on the others)."""
+        from riskpo_mm.eval.harness import evaluate
+
+        from riskpo_mm.engine.rollout import reward_weights
+
+        cfg = self.cfg.eval
+        records = list(records if records is not None else self.test_records)[: cfg.max_problems]
+        result = None
+        if self.is_main and records:
+            result = evaluate(
+                self.hf_model, self.processor, records, family=self.family, image_config=self.image_config,
+                n=cfg.n, ks=cfg.k, temperature=cfg.temperature,
+                max_new_tokens=cfg.max_new_tokens or self.cfg.rollout.max_new_tokens,
+                batch_size=self.cfg.rollout.prompts_per_step, seed=self.cfg.seed,
+                reward_weights=reward_weights(self.cfg.reward), system_prompt=self.cfg.data.system_prompt,
+            )
+        self.policy.barrier()
+        return result
+
+    def _maybe_keep_best(self, result) -> None:
+        metric = self.cfg.eval.best_metric
+        value = None if result is None else result.overall.get(metric)
+        if value is None or (self.best and value <= self.best["value"]):
+            return
+        self.best = {"metric": metric, "value": value, "step": self.step}
+        self.policy.save_model(str(self.run_dir / "best_model"), self.processor)
+        if self.is_main:
+            (self.run_dir / "best_model" / "best.json").write_text(json.dumps(self.best))
+
+    # ── the loop ──
+
+    def fit(self) -> dict[str, float]:
+        """Train until `train.steps`; returns the last step's metrics."""
+        cfg = self.cfg
+        last: dict[str, float] = {}
+        pbar = tqdm(total=cfg.train.steps, initial=self.step, desc=f"RL {cfg.algorithm.estimator}",
+                    disable=not self.is_main, dynamic_ncols=True)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            while self.step < cfg.train.steps:
+                last = self.train_step()
+                if cfg.eval.every_steps and self.step % cfg.eval.every_steps == 0 and self.test_records:
+                    result = self.evaluate()
+                    if result is not None:
+                        last.update({f"eval/{k}": v for k, v in result.overall.items() if isinstance(v, (int, float))})
+                    self._maybe_keep_best(result)
+                if self.logger is not None:
+                    self.logger.log(self.step, last)
+                if cfg.checkpoint.every_steps and self.step % cfg.checkpoint.every_steps == 0:
+                    self.save()
+                pbar.update(1)
+                pbar.set_postfix(reward=f"{last.get('reward/mean', math.nan):.3f}",
+                                 acc=f"{last.get('accuracy/mean', math.nan):.3f}",
+                                 ent=f"{last.get('entropy', math.nan):.3f}")
+            if not cfg.checkpoint.every_steps or self.step % cfg.checkpoint.every_steps:
+                self.save()
+        finally:
+            pbar.close()
+            signal.signal(signal.SIGTERM, previous)
+        return last
+
+    def save_final(self) -> Path:
+        out = self.run_dir / "final_model"
+        self.policy.save_model(str(out), self.processor)
+        return out
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -1,0 +1,169 @@
+"""`riskpo-mm train --config X.yaml [--set key=value ...] [--resume]`.
+
+The local engine runs here: optional supervised warm start, evaluation before
+RL, RiskPO (or GRPO / Dr.GRPO / DAPO) RL with checkpoints, evaluation after
+RL, and `report.json` + `summary.txt` in the run folder. The Ray engine
+translates the same config to OpenRLHF flags and runs our Ray entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from riskpo_mm.config import ConfigError, RunConfig, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="riskpo-mm train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="YAML run config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set algorithm.riskpo.alpha=0.1 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config (and Ray command) and exit")
+    p.add_argument("--print-command", action="store_true",
+                   help="Ray engine: prepare the data files and print only the job command, one argument a line")
+    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # set by the deepspeed launcher
+    return p
+
+
+def ray_command(cfg: RunConfig, *, resume: bool = False) -> list[str]:
+    """The Ray-engine command for `cfg` (data prepared into the run folder first)."""
+    from riskpo_mm.engine.flags import openrlhf_argv
+    from riskpo_mm.engine.ray_data import prepare_ray_data
+
+    data_flags, eval_file, max_samples = prepare_ray_data(cfg)
+    argv = openrlhf_argv(cfg, data_flags=data_flags, eval_dataset=eval_file, max_samples=max_samples, resume=resume)
+    return [sys.executable, "-m", "riskpo_mm.openrlhf_ext.train_ray", *argv]
+
+
+def _report(cfg: RunConfig, before: Any, after: Any, last: dict[str, float], wall_s: float, phases: dict) -> dict:
+    def overall(result):
+        return None if result is None else result.overall
+
+    return {
+        "name": cfg.name,
+        "estimator": cfg.algorithm.estimator,
+        "before_rl": overall(before),
+        "after_rl": overall(after),
+        "train": {
+            "steps": cfg.train.steps,
+            "final_entropy": last.get("entropy"),
+            "final_reward": last.get("reward/mean"),
+            "final_accuracy": last.get("accuracy/mean"),
+            "bundle_cvar": last.get("bundle/cvar"),
+            "bundle_mean": last.get("bundle/mean"),
+        },
+        "phases_s": phases,
+        "wall_s": wall_s,
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def _summary(report: dict) -> str:
+    lines = [f"run {report['name']} ({report['estimator']}), wall {report['wall_s']:.0f} s"]
+    for key in ("before_rl", "after_rl"):
+        res = report.get(key)
+        if res:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in res.items() if isinstance(v, (int, float)) and ("@" in k or k.endswith("rate")))
+            lines.append(f"  {key:<9} {shown}")
+    tr = report["train"]
+    if tr.get("final_entropy") is not None:
+        lines.append(f"  final entropy {tr['final_entropy']:.3f}")
+    return "\n".join(lines)
+
+
+def run_local(cfg: RunConfig, resume: bool = False) -> dict:
+    """Warm start, evaluate, RL, evaluate, report. Returns the report dict (main rank)."""
+    from riskpo_mm.engine.local import LocalTrainer
+    from riskpo_mm.engine.sft import ensure_sft
+
+    t0 = time.time()
+    phases: dict[str, float] = {}
+    run_dir = cfg.run_dir
+    model_path = cfg.model.path
+    if cfg.sft.enabled:
+        t = time.time()
+        model_path = str(ensure_sft(cfg))
+        phases["sft_s"] = time.time() - t
+    trainer = LocalTrainer(cfg, model_path=model_path)
+    resumed = trainer.resume() if resume else False
+    if resume and not resumed and trainer.is_main:
+        print(f"[riskpo-mm] --resume: no checkpoint under {run_dir / 'checkpoints'}, starting fresh")
+    before_file = run_dir / "eval_before.json"
+    before = None
+    if cfg.eval.before_and_after and trainer.test_records:
+        t = time.time()
+        if before_file.is_file():
+            from riskpo_mm.eval.harness import EvalResult
+
+            before = EvalResult.from_json(before_file.read_text())
+        else:
+            before = trainer.evaluate()
+            if before is not None:
+                before_file.write_text(before.to_json())
+        phases["eval_before_s"] = time.time() - t
+    t = time.time()
+    last = trainer.fit()
+    phases["rl_s"] = time.time() - t
+    trainer.save_final()
+    after = None
+    if cfg.eval.before_and_after and trainer.test_records:
+        t = time.time()
+        after = trainer.evaluate()
+        if after is not None:
+            (run_dir / "eval_after.json").write_text(after.to_json())
+        phases["eval_after_s"] = time.time() - t
+    trainer.close()
+    report: dict = {}
+    if trainer.is_main:
+        report = _report(cfg, before, after, last, time.time() - t0, phases)
+        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+        summary = _summary(report)
+        (run_dir / "summary.txt").write_text(summary + "\n")
+        print(summary)
+        print(f"[riskpo-mm] report: {run_dir / 'report.json'}\n[riskpo-mm] TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}"
+              f"\n[riskpo-mm] checkpoints: {run_dir / 'checkpoints'}  final model: {run_dir / 'final_model'}")
+    return report
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"riskpo-mm train: {err}", file=sys.stderr)
+        return 2
+    if args.print_command:
+        if cfg.engine != "ray":
+            print("riskpo-mm train: --print-command needs engine: ray", file=sys.stderr)
+            return 2
+        print("\n".join(ray_command(cfg, resume=args.resume)))
+        return 0
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"# resolved config ({args.config})\n{cfg.to_yaml()}")
+    if cfg.engine == "ray":
+        cmd = ray_command(cfg, resume=args.resume)
+        print("[riskpo-mm] " + " ".join(cmd))
+        if args.dry_run:
+            return 0
+        return subprocess.call(cmd)
+    if args.dry_run:
+        return 0
+    try:
+        run_local(cfg, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"\n[riskpo-mm] interrupted; the last complete checkpoint is intact under {cfg.run_dir / 'checkpoints'}; "
+              f"continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
