@@ -58,7 +58,8 @@ class PromptBatch:
 
 def image_token_id(processor: Any) -> int:
     tid = getattr(processor, "image_token_id", None)
-    return int(tid) if tid is not None else int(processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    tok = getattr(processor, "tokenizer", processor)  # text models load a bare tokenizer
+    return int(tid) if tid is not None else int(tok.convert_tokens_to_ids(IMAGE_TOKEN))
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, image_token: int) -> torch.Tensor:
@@ -87,10 +88,8 @@ def encode_prompts(
         texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         flat_images.extend(images)
         counts.append(len(images))
-    out = processor(
-        text=texts, images=flat_images or None, padding=True, padding_side="left",
-        return_tensors="pt", do_resize=False,
-    )
+    vision = {"images": flat_images, "do_resize": False} if flat_images else {}
+    out = processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **vision)
     input_ids = out["input_ids"]
     image_tok = image_token_id(processor)
     grid = out.get("image_grid_thw") if flat_images else None

@@ -32,7 +32,7 @@ from riskpo_mm.engine.assets import ensure_data, ensure_model
 from riskpo_mm.engine.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from riskpo_mm.engine.flags import openrlhf_args
 from riskpo_mm.engine.metrics_log import MetricsLogger
-from riskpo_mm.engine.rollout import RolloutBatch, generate_rollouts, model_family
+from riskpo_mm.engine.rollout import RolloutBatch, generate_rollouts, model_family, tokenizer_of
 
 
 class StepTimer:
@@ -207,7 +207,7 @@ class LocalTrainer:
         """OpenRLHF Experience with old log-probs and broadcast advantages; logs entropy and log-prob agreement."""
         from riskpo_mm.openrlhf_ext.policy import build_experience
 
-        exp = build_experience(**batch.experience_fields(adv, pad_token_id=self.processor.tokenizer.pad_token_id))
+        exp = build_experience(**batch.experience_fields(adv, pad_token_id=tokenizer_of(self.processor).pad_token_id))
         entropy = self.policy.score_experience(exp)  # [B, S-1]
         mask = exp.action_mask.float()
         tokens = mask.sum().clamp(min=1)

@@ -40,6 +40,11 @@ def model_family(config, configured: Optional[str] = None) -> str:
     return FAMILY_BY_MODEL_TYPE[model_type]
 
 
+def tokenizer_of(processor):
+    """The tokenizer inside a VLM processor, or the processor itself for text models."""
+    return getattr(processor, "tokenizer", processor)
+
+
 def prompt_vision_inputs(pb: PromptBatch) -> list[Optional[dict[str, torch.Tensor]]]:
     """One `{pixel_values, image_grid_thw}` dict per prompt of `pb` (None for text-only prompts)."""
     out: list[Optional[dict[str, torch.Tensor]]] = []
@@ -185,7 +190,7 @@ def generate_rollouts(
     """Sample n responses for each record with the model's own sampling policy."""
     device = next(model.parameters()).device
     pb = encode_prompts(records, processor, image_config, family, system_prompt=system_prompt)
-    tok = processor.tokenizer
+    tok = tokenizer_of(processor)
     out = generate(model, model_inputs(pb, device), n=n, max_new_tokens=max_new_tokens, temperature=temperature,
                    top_p=top_p, pad_token_id=tok.pad_token_id, seed=seed)
     L = out.prompt_length

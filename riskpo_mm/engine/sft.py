@@ -24,7 +24,7 @@ from riskpo_mm.algo import masked_mean
 from riskpo_mm.config import RunConfig
 from riskpo_mm.data import ImageConfig, Record, encode_prompts, load_records
 from riskpo_mm.engine.assets import ensure_data, ensure_model
-from riskpo_mm.engine.rollout import model_family
+from riskpo_mm.engine.rollout import model_family, tokenizer_of
 
 DONE = "sft_done.json"
 
@@ -39,7 +39,7 @@ def gold_response(record: Record) -> str:
 
 def _batch(records: list[Record], processor, image_config: ImageConfig, family: str, system_prompt, device):
     """Right-padded prompt + gold response; loss mask on the response tokens (and the closing EOS)."""
-    tok = processor.tokenizer
+    tok = tokenizer_of(processor)
     pb = encode_prompts(records, processor, image_config, family, system_prompt=system_prompt)
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     seqs, masks = [], []

@@ -15,9 +15,10 @@ fixes exactly that, and nothing else:
   ``init_device_mesh("cuda", ...)`` builds a CPU mesh. DeepSpeed picks its CPU accelerator
   (gloo) by itself.
 
-``install_vllm_standin()`` is separate and opt-in: it lets the Ray trainer modules (which import
-``vllm`` at module level) be imported for class construction in CPU tests. It refuses to shadow
-an installed vllm and is never called by production code.
+``install_vllm_standin()`` is separate and opt-in: it lets modules under ``openrlhf.trainer.ray``
+(which import ``vllm`` at module level) be imported where vllm is absent: the local engine takes
+``ActorPPOTrainer`` from there and never generates with vLLM, and CPU tests construct the Ray
+classes. It refuses to shadow an installed vllm; the Ray engine needs the real one.
 
 All functions are idempotent.
 """
@@ -162,7 +163,7 @@ def random_uuid() -> str:
 
 
 def install_vllm_standin() -> bool:
-    """Test-only: make ``import vllm`` work where vllm is not installed. Never shadows a real vllm."""
+    """Make ``import vllm`` work where vllm is not installed (nothing in it generates). Never shadows a real vllm."""
     if _real_module_available("vllm"):
         return False
     if getattr(sys.modules.get("vllm"), STANDIN_MARKER, False):
