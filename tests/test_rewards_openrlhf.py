@@ -61,3 +61,13 @@ def test_openrlhf_loads_and_calls_it_from_the_file_path():
     # what OpenRLHF's sample generator does with the values
     assert torch.tensor([info["rewards"]]).shape == (1,)
     assert all(v.flatten()[0].item() in (0.0, 1.0) for v in info["extra_logs"].values())
+
+
+def test_run_reward_settings_in_the_label_set_weights_form_and_task_scale():
+    spec = {"binary_form": "pm1", "tasks": {"math": {"accuracy": 0.8, "format": 0.2}}, "task_weights": {"math": 2.0}}
+    label = json.dumps({"uid": "q1", "task": "math", "answer": "4", "reward": spec})
+    right = reward_func(["<think>2+2</think> \\boxed{4}"], [""], [label])
+    wrong = reward_func(["no box at all"], [""], [label])
+    assert right["rewards"].tolist() == [2.0 * (0.8 * 1 + 0.2 * 1)]
+    assert wrong["rewards"].tolist() == [2.0 * (0.8 * -1 + 0.2 * -1)]
+    assert right["extra_logs"]["accuracy"].tolist() == [1.0]

@@ -22,11 +22,14 @@ def prepare_ray_data(cfg: RunConfig) -> tuple[dict[str, Any], Optional[str], int
     out = cfg.run_dir / "ray_data"
     train = load_records([s.path for s in train_sources], on_bad_record=cfg.data.on_bad_record,
                          weights=[s.weight for s in train_sources], seed=cfg.seed)
-    flags = write_openrlhf_jsonl(train, out / "train.jsonl")
+    reward = {"binary_form": cfg.reward.binary_form,
+              "tasks": {task: w.model_dump() for task, w in cfg.reward.weights.items()},
+              "task_weights": dict(cfg.reward.task_weights)}
+    flags = write_openrlhf_jsonl(train, out / "train.jsonl", reward=reward)
     eval_file = None
     if test_sources:
         test = load_records([s.path for s in test_sources], on_bad_record=cfg.data.on_bad_record)
-        eval_file = write_openrlhf_jsonl(test, out / "test.jsonl")["data.prompt_dataset"]
+        eval_file = write_openrlhf_jsonl(test, out / "test.jsonl", reward=reward)["data.prompt_dataset"]
     wanted = cfg.train.steps * cfg.rollout.prompts_per_step
     flags["train.num_episodes"] = max(1, math.ceil(wanted / max(1, len(train))))
     return flags, eval_file, min(wanted, len(train))

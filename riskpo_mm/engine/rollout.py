@@ -54,12 +54,12 @@ def prompt_vision_inputs(pb: PromptBatch) -> list[Optional[dict[str, torch.Tenso
     return out
 
 
-def model_inputs(pb: PromptBatch, device: torch.device) -> dict[str, torch.Tensor]:
+def model_inputs(pb: PromptBatch, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """The tensors `generate` takes (it derives `mm_token_type_ids` for the repeated rows itself)."""
-    inputs = {"input_ids": pb.input_ids, "attention_mask": pb.attention_mask}
+    inputs = {"input_ids": pb.input_ids.to(device), "attention_mask": pb.attention_mask.to(device)}
     if pb.pixel_values is not None:
-        inputs.update(pixel_values=pb.pixel_values, image_grid_thw=pb.image_grid_thw)
-    return {k: v.to(device) for k, v in inputs.items()}
+        inputs.update(pixel_values=pb.pixel_values.to(device, dtype), image_grid_thw=pb.image_grid_thw.to(device))
+    return inputs
 
 
 @dataclass
@@ -188,10 +188,10 @@ def generate_rollouts(
     seed: Optional[int] = None,
 ) -> RolloutBatch:
     """Sample n responses for each record with the model's own sampling policy."""
-    device = next(model.parameters()).device
+    param = next(model.parameters())
     pb = encode_prompts(records, processor, image_config, family, system_prompt=system_prompt)
     tok = tokenizer_of(processor)
-    out = generate(model, model_inputs(pb, device), n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+    out = generate(model, model_inputs(pb, param.device, param.dtype), n=n, max_new_tokens=max_new_tokens, temperature=temperature,
                    top_p=top_p, pad_token_id=tok.pad_token_id, seed=seed)
     L = out.prompt_length
     mm_prompt = prompt_vision_inputs(pb)
@@ -204,7 +204,7 @@ def generate_rollouts(
         response_ids.append(seqs[i, L:][resp_mask])
         logprobs.append(lp[i][resp_mask].float())
         mm.append(mm_prompt[i // n])
-        truncated.append(bool(resp_mask.all()) and not _ends_with_eos(response_ids[-1], model))
+        truncated.append(not _ends_with_eos(response_ids[-1], model))
     texts = tok.batch_decode(response_ids, skip_special_tokens=True)
     return RolloutBatch(records=list(records), n=n, prompt_ids=prompt_ids, response_ids=response_ids,
                         rollout_logprobs=logprobs, mm=mm, responses=texts, truncated=truncated)

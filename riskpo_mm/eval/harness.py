@@ -258,11 +258,6 @@ def evaluate_samples(
     return EvalResult(metrics=metrics, ci=cis, problems=problems, config=cfg, wall_s=wall_s)
 
 
-def _eos_ids(model) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    return [eos] if isinstance(eos, int) else list(eos or [])
-
-
 @torch.no_grad()
 def generate_samples_hf(
     model,
@@ -280,36 +275,24 @@ def generate_samples_hf(
     system_prompt: Optional[str] = None,
     progress: bool = False,
 ) -> list[list[Sample]]:
-    """n samples per record with HF generate, `batch_size` prompts per call, with the training
-    rollouts' prompt encoding (`encode_prompts`) and sampler (`models.vlm.generate`, vision tokens
-    suppressed). Batch b is seeded with seed + b."""
+    """n samples per record with HF generate, `batch_size` prompts per call, through the training
+    rollouts' own path (`engine.rollout.generate_rollouts`: same prompt encoding, same sampler with
+    vision tokens suppressed). Batch b is seeded with seed + b."""
     from tqdm.auto import tqdm
 
-    from riskpo_mm.data import encode_prompts
-    from riskpo_mm.models.vlm import generate
+    from riskpo_mm.engine.rollout import generate_rollouts
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    param = next(model.parameters())
-    tok = getattr(processor, "tokenizer", processor)
-    eos = _eos_ids(model)
     out: list[list[Sample]] = []
     starts = range(0, len(records), batch_size)
     for b, start in enumerate(tqdm(starts, desc="eval", disable=not progress, dynamic_ncols=True)):
         chunk = list(records[start : start + batch_size])
-        pb = encode_prompts(chunk, processor, image_config, family, system_prompt=system_prompt)
-        inputs = {"input_ids": pb.input_ids, "attention_mask": pb.attention_mask}
-        if pb.pixel_values is not None:
-            inputs.update(pixel_values=pb.pixel_values.to(param.dtype), image_grid_thw=pb.image_grid_thw)
-        inputs = {k: v.to(param.device) for k, v in inputs.items()}
-        roll = generate(model, inputs, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                        eos_token_ids=eos or None, pad_token_id=tok.pad_token_id, seed=seed + b)
-        response, mask = roll.response_ids.cpu(), roll.action_mask.cpu().bool()  # [P*n, T]
-        finished = (torch.isin(response, torch.tensor(eos)) & mask).any(1).tolist() if eos else [False] * len(mask)
-        texts = tok.batch_decode([response[i][mask[i]] for i in range(len(mask))], skip_special_tokens=True)
-        lengths, logp = mask.sum(1).tolist(), roll.logprobs.float().sum(1).cpu().tolist()
-        flat = [Sample(text=t, length=int(l), truncated=not f, logprob_sum=lp)
-                for t, l, f, lp in zip(texts, lengths, finished, logp)]
+        roll = generate_rollouts(model, processor, chunk, family=family, image_config=image_config, n=n,
+                                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                 system_prompt=system_prompt, seed=seed + b)
+        flat = [Sample(text=t, length=len(ids), truncated=trunc, logprob_sum=float(lp.sum()))
+                for t, ids, trunc, lp in zip(roll.responses, roll.response_ids, roll.truncated, roll.rollout_logprobs)]
         out += [flat[p * n : (p + 1) * n] for p in range(len(chunk))]
     return out
 

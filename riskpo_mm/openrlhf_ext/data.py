@@ -31,15 +31,19 @@ LABEL_KEY = "label"
 IMAGE_KEY = "images"
 
 
-def label_for(record: Record) -> dict[str, Any]:
-    """What the reward and the experience maker need to know about a record."""
-    return {
+def label_for(record: Record, reward: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the reward and the experience maker need to know about a record (and the run's reward
+    settings, see `riskpo_mm.rewards.openrlhf_reward`)."""
+    label = {
         "uid": record.id,
         "task": record.task,
         "answer": record.answer,
         "choices": record.choices,
         "tests": record.tests,
     }
+    if reward:
+        label["reward"] = reward
+    return label
 
 
 def _image_json(ref: Any, base_dir: str | os.PathLike | None) -> str:
@@ -78,13 +82,16 @@ def prompt_messages(record: Record, instructions: dict[str, str] | None = None) 
 
 
 def openrlhf_row(
-    record: Record, base_dir: str | os.PathLike | None = None, instructions: dict[str, str] | None = None
+    record: Record,
+    base_dir: str | os.PathLike | None = None,
+    instructions: dict[str, str] | None = None,
+    reward: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One PromptDataset row for ``record`` (relative image paths are taken from ``base_dir``)."""
     return {
         INPUT_KEY: prompt_messages(record, instructions),
         IMAGE_KEY: [_image_json(ref, base_dir) for ref in record.images],
-        LABEL_KEY: json.dumps(label_for(record), ensure_ascii=False),
+        LABEL_KEY: json.dumps(label_for(record, reward), ensure_ascii=False),
     }
 
 
@@ -93,6 +100,7 @@ def write_openrlhf_jsonl(
     path: str | os.PathLike,
     base_dir: str | os.PathLike | None = None,
     instructions: dict[str, str] | None = None,
+    reward: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the dataset (atomically) and return the OpenRLHF data flags that read it.
 
@@ -110,7 +118,7 @@ def write_openrlhf_jsonl(
             if record.id in seen:
                 raise ValueError(f"{path}: duplicate record id {record.id!r}; RiskPO groups samples by id")
             seen.add(record.id)
-            row = openrlhf_row(record, base_dir, instructions)
+            row = openrlhf_row(record, base_dir, instructions, reward)
             max_images = max(max_images, len(row[IMAGE_KEY]))
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)

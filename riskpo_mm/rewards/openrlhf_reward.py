@@ -9,11 +9,15 @@ answer). Returns ``{"rewards", "scores", "extra_logs"}`` with tensors of shape
 ``[B]``; ``extra_logs`` holds accuracy and format so they are logged apart
 from the mixed reward. Never raises.
 
-Environment: ``RISKPO_REWARD_BINARY_FORM=pm1`` switches to the +-1 form.
+A label may carry the run's reward settings under ``"reward"``:
+``{"binary_form": "01"|"pm1", "tasks": {task: {"accuracy": w, "format": w}}, "task_weights": {task: scale}}``
+(``riskpo_mm.openrlhf_ext.data`` writes them from the YAML config). Without it, the router's default
+weights apply and ``RISKPO_REWARD_BINARY_FORM=pm1`` switches to the +-1 form.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,8 +32,12 @@ _ASSISTANT_MARKERS = ("<|im_start|>assistant\n", "<|im_start|>assistant")
 _END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
 
 
-def _weights() -> RewardWeights:
-    return RewardWeights(binary_form=os.environ.get("RISKPO_REWARD_BINARY_FORM", "01"))
+def _weights(spec: dict | None) -> tuple[RewardWeights, dict[str, float]]:
+    """Reward weights and per-task reward scales from a label's ``"reward"`` spec (or the defaults)."""
+    if not spec:
+        return RewardWeights(binary_form=os.environ.get("RISKPO_REWARD_BINARY_FORM", "01")), {}
+    weights = RewardWeights.from_dict({k: spec[k] for k in ("binary_form", "tasks") if k in spec})
+    return weights, {str(k): float(v) for k, v in (spec.get("task_weights") or {}).items()}
 
 
 def response_from_query(query: str, prompt: str) -> str:
@@ -81,8 +89,11 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> di
         if not (len(prompts) == len(labels) == n):
             raise ValueError(f"reward_func: {n} queries, {len(prompts)} prompts, {len(labels)} labels")
         responses = [response_from_query(q, p) for q, p in zip(queries, prompts)]
-        records = [label_to_record(lab) for lab in labels]
-        results = router.score_batch(records, responses, weights=_weights())
+        records = [dict(label_to_record(lab)) for lab in labels]
+        specs = [rec.pop("reward", None) for rec in records]
+        weights, scale = _weights(next((s for s in specs if s), None))
+        results = router.score_batch(records, responses, weights=weights)
+        results = [dataclasses.replace(r, reward=r.reward * scale.get(r.task, 1.0)) for r in results]
     except Exception as e:
         reason = f"error: reward_func: {type(e).__name__}: {e}"
         results = [router.report_error("?", reason) for _ in range(n)]
