@@ -7,20 +7,29 @@ has as many papers as its smallest valid-response count, the surplus stays unpai
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 from riskpo_mm.algo.bundles import Bundles, to_bundle_grid
 
 
-def pair_order(mask: Tensor, pairing: str, generator: torch.Generator) -> Tensor:
-    """`mask: [P, n]` valid responses -> order `[P, n]` long (random: uniform permutation of the valid ones)."""
-    num_prompts, n = mask.shape
+def pair_order(mask: Optional[Tensor], pairing: str, generator: torch.Generator, shape: tuple[int, int], device: torch.device) -> Tensor:
+    """Order `[P, n]` long of the valid responses (`mask: [P, n]`, None = all valid) in paper order.
+
+    random: a uniform permutation of each prompt's valid responses (argsort of keys drawn on the CPU
+    from the estimator's own generator, so the pairing is the same on any device); positional: batch order.
+    """
+    num_prompts, n = shape
     if pairing == "random":
-        # Keys are drawn on the CPU from the estimator's own generator: same pairing on any device.
-        keys = torch.rand(num_prompts, n, generator=generator, dtype=torch.float64).to(mask.device)
+        keys = torch.rand(num_prompts, n, generator=generator, dtype=torch.float64).to(device)
+        if mask is None:
+            return torch.argsort(keys, dim=1)  # continuous keys: no ties, stability is moot
+    elif mask is None:
+        return torch.arange(n, device=device).expand(num_prompts, n)
     else:
-        keys = torch.arange(n, dtype=torch.float64, device=mask.device).expand(num_prompts, n)
+        keys = torch.arange(n, dtype=torch.float64, device=device).expand(num_prompts, n)
     keys = keys.masked_fill(~mask, float("inf"))
     return torch.argsort(keys, dim=1, stable=True)
 

@@ -1,7 +1,9 @@
-"""Quantiles: masked empirical quantiles and the online `QuantileTracker` (spec section 4)."""
+"""Quantiles: masked and pre-sorted empirical quantiles, and the online `QuantileTracker` (spec section 4)."""
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Any, Optional, Sequence
 
 import torch
@@ -30,6 +32,48 @@ def masked_quantile(x: Tensor, count: Tensor, levels: Tensor) -> Tensor:
     return x_lo + frac * (x_hi - x_lo)
 
 
+@lru_cache(maxsize=256)
+def _interp_index(m: int, levels: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Columns `[lo..., hi...]` ([2L] long) and weights `frac` ([L]) of the quantiles of m sorted values."""
+    h = [(m - 1) * u for u in levels]  # the same float arithmetic as numpy.quantile / the reference
+    lo = [min(math.floor(x), m - 1) for x in h]
+    hi = [min(i + 1, m - 1) for i in lo]
+    index = torch.tensor(lo + hi, dtype=torch.long, device=device)
+    frac = torch.tensor([x - i for x, i in zip(h, lo)], dtype=torch.float64).to(device=device, dtype=dtype)
+    return index, frac
+
+
+def sorted_quantile(xs: Tensor, levels: tuple[float, ...]) -> Tensor:
+    """Empirical quantiles (numpy.quantile's linear rule) of rows already sorted ascending.
+
+    xs: [..., m] sorted along the last dim, m >= 1 -> [..., L]. Same values as `masked_quantile` with full rows.
+    """
+    index, frac = _interp_index(xs.shape[-1], levels, xs.dtype, xs.device)
+    ends = xs.index_select(-1, index)  # [..., 2L]
+    x_lo, x_hi = ends[..., : len(levels)], ends[..., len(levels) :]
+    return x_lo + frac * (x_hi - x_lo)
+
+
+@lru_cache(maxsize=8)  # [5, m] each; m changes only with the batch shape
+def tail_weights(m: int, alpha: float, beta: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Rows [VaR_alpha, VaR_beta, CVaR_alpha, RVaR_alpha:beta, mean] as weights on m sorted values: [5, m].
+
+    VaRs interpolate linearly (numpy.quantile); CVaR and RVaR integrate the empirical step quantile
+    function (cell k covers levels [k/m, (k+1)/m)). One matrix-vector product gives all five.
+    """
+    k = torch.arange(m + 1, dtype=torch.float64) / m  # cell edges
+
+    def band(lo: float, hi: float) -> Tensor:
+        return torch.clamp(torch.clamp(k[1:], max=hi) - torch.clamp(k[:-1], min=lo), min=0.0) / (hi - lo)
+
+    index, frac = _interp_index(m, (alpha, beta), torch.float64, torch.device("cpu"))
+    var = torch.zeros(2, m, dtype=torch.float64)
+    var[[0, 1], index[:2]] += 1.0 - frac
+    var[[0, 1], index[2:]] += frac
+    weights = torch.cat([var, torch.stack([band(0.0, alpha), band(alpha, beta), torch.full((m,), 1.0 / m, dtype=torch.float64)])])
+    return weights.to(device=device, dtype=dtype)
+
+
 class QuantileTracker:
     """Online quantile estimates of a stream of bundle scores (one estimate per level).
 
@@ -40,7 +84,10 @@ class QuantileTracker:
 
     def __init__(self, levels: Sequence[float], lr: float = 0.1, decay: float = 0.0) -> None:
         self.levels = torch.tensor(list(levels), dtype=torch.float64)  # [L]
-        self._by_level = torch.argsort(self.levels, stable=True)
+        self.level_tuple = tuple(float(u) for u in levels)
+        self._by_level = torch.argsort(self.levels, stable=True)  # [L] level order -> slot
+        self._rank = torch.argsort(self._by_level)  # [L] slot -> position in level order
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
         self.lr, self.decay = float(lr), float(decay)
         self.estimates: Optional[Tensor] = None  # [L] float64
         self.count = 0  # updates done
@@ -54,9 +101,11 @@ class QuantileTracker:
 
     def initialize(self, scores: Tensor) -> None:
         """Set the estimates to the empirical quantiles of `scores: [m]` (m >= 1)."""
-        s = scores.detach().to(torch.float64).reshape(1, -1)
-        count = torch.tensor([s.shape[1]], device=s.device)
-        self.estimates = masked_quantile(s, count, self.levels.to(s.device))[0]
+        self.initialize_sorted(torch.sort(scores.detach().to(torch.float64).reshape(-1)).values)
+
+    def initialize_sorted(self, sorted_scores: Tensor) -> None:
+        """`initialize` for float64 scores `[m]` already sorted ascending (m >= 1)."""
+        self.estimates = sorted_quantile(sorted_scores, self.level_tuple)
 
     def set(self, estimates: Sequence[float] | Tensor) -> None:
         """Set the estimates explicitly (one value per level)."""
@@ -69,16 +118,24 @@ class QuantileTracker:
         """One tracker step on the pooled scores `[m]` of this step (initialises first if needed)."""
         if scores.numel() == 0:
             return
-        s = scores.detach().to(torch.float64).reshape(-1)
+        self.update_sorted(torch.sort(scores.detach().to(torch.float64).reshape(-1)).values)
+
+    def update_sorted(self, sorted_scores: Tensor) -> None:
+        """`update` for float64 scores `[m]` already sorted ascending: counts below q come from a binary search."""
+        m = sorted_scores.numel()
+        if m == 0:
+            return
         if self.estimates is None:
-            self.initialize(s)
-        q = self.estimates.to(s.device)
-        levels = self.levels.to(s.device)
-        below = (s[None, :] < q[:, None]).to(torch.float64).mean(1)  # [L]
+            self.initialize_sorted(sorted_scores)
+        device = sorted_scores.device
+        if device not in self._on_device:
+            self._on_device[device] = (self.levels.to(device), self._by_level.to(device), self._rank.to(device))
+        levels, by_level, rank = self._on_device[device]
+        q = self.estimates.to(device)
+        below = torch.searchsorted(sorted_scores, q).to(torch.float64) / m  # [L] fraction of S_j < q
         q = q + self.lr_at() * (levels - below)
         # Monotone rearrangement: estimates stay non-decreasing in the level, so a <= b always.
-        by_level = self._by_level.to(s.device)
-        self.estimates = torch.empty_like(q).index_copy_(0, by_level, torch.sort(q[by_level]).values)
+        self.estimates = torch.sort(q.index_select(0, by_level)).values.index_select(0, rank)
         self.count += 1
 
     def state_dict(self) -> dict[str, Any]:
