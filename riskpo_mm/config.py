@@ -162,6 +162,9 @@ class RewardConfig(_Section):
 
 class TrainConfig(_Section):
     steps: int = Field(20, gt=0, description="RL steps (one rollout batch each).")
+    batch_size: Optional[int] = Field(
+        None, gt=0, description="Sequences per optimizer step (all ranks); default prompts_per_step * n, one update per step."
+    )
     lr: float = Field(1e-6, gt=0)
     weight_decay: float = 0.0
     warmup_steps: int = Field(0, ge=0)
@@ -218,7 +221,6 @@ class RayConfig(_Section):
     vllm_tensor_parallel_size: int = Field(1, gt=0)
     vllm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
     colocate_all: bool = True
-    train_batch_size: Optional[int] = Field(None, gt=0, description="Defaults to prompts_per_step * n.")
     extra_args: dict[str, Any] = Field(
         default_factory=dict, description="Raw OpenRLHF flags passed through, e.g. {'vllm.enable_sleep': true}."
     )
@@ -250,6 +252,10 @@ class RunConfig(_Section):
                     f"rollout.prompts_per_step ({p}) must be a multiple of algorithm.riskpo.bundle_size ({b}) "
                     "so every bundle is complete"
                 )
+        samples = self.rollout.prompts_per_step * self.rollout.n_samples_per_prompt
+        if self.train.batch_size and samples % self.train.batch_size:
+            raise ValueError(f"train.batch_size ({self.train.batch_size}) must divide prompts_per_step * "
+                             f"n_samples_per_prompt ({samples})")
         if not self.data.train and self.data.synthetic is None:
             raise ValueError("data.train is empty and data.synthetic is not set: nothing to train on")
         return self

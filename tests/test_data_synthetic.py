@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from riskpo_mm.data import load_records
-from riskpo_mm.data.synthetic import ANSWER_SPACE, FAMILIES, generate, main, render
+from riskpo_mm.data.synthetic import ANSWER_SPACE, CHOICE_TEXT, FAMILIES, generate, main, render
+
+ALL_LEVELS = [0, 1, 2, 3]
 
 # A text-only oracle may beat uniform chance by at most this much (accuracy points).
 ORACLE_MARGIN = 0.05
@@ -24,7 +26,7 @@ def _text_view(p) -> str:
 def text_only_oracle_margin(n: int = 6000, seed: int = 0) -> tuple[float, float]:
     """(oracle accuracy, chance accuracy) on a held-out half: the oracle answers with the most frequent
     training answer of records with the same text view; chance guesses uniformly in the family's space."""
-    probs = generate(n, seed)
+    probs = generate(n, seed, levels=ALL_LEVELS)
     train, test = probs[: n // 2], probs[n // 2:]
     by_view: dict[str, Counter] = defaultdict(Counter)
     for p in train:
@@ -40,13 +42,24 @@ def test_text_only_oracle_cannot_beat_chance_by_more_than_the_margin():
 
 
 def test_every_family_and_level_appears_with_answers_in_its_space():
-    probs = generate(800, seed=3)
+    probs = generate(800, seed=3, levels=ALL_LEVELS)
     assert {p.family for p in probs} == set(FAMILIES)
-    assert {p.level for p in probs} == {1, 2, 3}
+    assert {p.level for p in probs} == set(ALL_LEVELS)
     for p in probs:
         assert p.answer in ANSWER_SPACE[p.family] and p.level == FAMILIES[p.family][0]
-        assert (p.choices == ["A", "B", "C", "D"]) == (p.task == "mcq")
+        assert (p.choices == CHOICE_TEXT.get(p.family, ["A", "B", "C", "D"])) == (p.task == "mcq")
     assert {p.level for p in generate(50, seed=3, levels=[1])} == {1}
+
+
+def test_shape_color_answer_is_the_colour_of_the_shape():
+    probs = [p for p in generate(80, seed=5, levels=[0])][:20]
+    assert {p.family for p in probs} == {"shape_color"}
+    for p in probs:
+        rgb = np.asarray(render(p, 112), dtype=np.int32).reshape(-1, 3)
+        ink = rgb[(rgb.max(1) - rgb.min(1)) > 60]  # coloured pixels (no white, grey or black)
+        named = {"red": (200, 30, 30), "blue": (30, 70, 200), "green": (20, 130, 40), "purple": (150, 40, 160)}
+        dist = {name: np.abs(ink - np.array(c)).sum(1).mean() for name, c in named.items()}
+        assert min(dist, key=dist.get) == p.choices["ABCD".index(p.answer)]
 
 
 def test_largest_shape_answer_is_the_quadrant_with_most_ink():

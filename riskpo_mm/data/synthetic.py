@@ -2,10 +2,13 @@
 
 Problem families by level (meta["level"]):
 
+  0  shape_color (mcq: red / blue / green / purple): one shape of random kind,
+     size and place. The warm-up family of the CPU demo: a randomly initialised
+     ~5M-parameter VLM learns colour from pixels within a few hundred steps,
+     while shape, count and position families take it far longer.
   1  largest_shape (mcq), longest_segment (mcq), count_sides, count_points
      big high-contrast shapes, 4 options; the letters A-D always sit in the same
-     quadrants (top-left, top-right, bottom-left, bottom-right), so even a tiny
-     model at 112 px can learn them from pixels (this set is also the CPU demo).
+     quadrants (top-left, top-right, bottom-left, bottom-right).
   2  angle_measure (30/45/60/90/120/150 degrees), right_angle (mcq)
   3  triangle_angle (third angle from two labelled ones), parallel_lines
      (corresponding / co-interior angles), rectangle_area, circle_area (area / pi
@@ -97,6 +100,23 @@ def _labels(cv: Canvas):
     """Letters A-D in the outer corner of their quadrant, clear of the shapes."""
     for letter, (x, y) in zip(LETTERS4, QUADRANTS):
         cv.text((0.065 if x < 0.5 else 0.935, 0.065 if y < 0.5 else 0.935), letter)
+
+
+# ---------------------------------------------------------------- level 0
+
+COLOR_CHOICES = ["red", "blue", "green", "purple"]  # COLORS[1:5], in this order
+
+
+def shape_color(rng: random.Random, ans: str, cv: Canvas) -> str:
+    """One shape of a random kind, size and place; its colour is the answer (the CPU demo's warm-up family)."""
+    color = COLORS[1 + LETTERS4.index(ans)]
+    c = (rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65))
+    r, sides, rot = rng.uniform(0.15, 0.3), rng.choice([0, 3, 4, 5]), rng.uniform(0, 360)
+    if sides == 0:
+        cv.circle(c, r, color)
+    else:
+        cv.polygon([_polar(c, r, rot + 360 * k / sides) for k in range(sides)], color)
+    return "What colour is the shape?"
 
 
 # ---------------------------------------------------------------- level 1
@@ -280,6 +300,7 @@ def _products() -> list[str]:
 Family = Callable[[random.Random, str, Canvas], str]
 # name -> (level, task, answer space, builder)
 FAMILIES: dict[str, tuple[int, str, list[str], Family]] = {
+    "shape_color": (0, "mcq", LETTERS4, shape_color),
     "largest_shape": (1, "mcq", LETTERS4, largest_shape),
     "longest_segment": (1, "mcq", LETTERS4, longest_segment),
     "count_sides": (1, "geometry", ["3", "4", "5", "6"], count_sides),
@@ -293,6 +314,7 @@ FAMILIES: dict[str, tuple[int, str, list[str], Family]] = {
     "similar_triangles": (3, "geometry", [str(x) for x in sorted({k * q for k in (2, 3) for q in range(2, 7)})], similar_triangles),
 }
 ANSWER_SPACE: dict[str, list[str]] = {name: spec[2] for name, spec in FAMILIES.items()}
+CHOICE_TEXT: dict[str, list[str]] = {"shape_color": COLOR_CHOICES}  # mcq families whose options are not bare letters
 
 
 
@@ -317,7 +339,8 @@ def generate(n: int, seed: int = 0, levels: Sequence[int] = (1, 2, 3)) -> list[P
         if key in seen:
             continue
         seen.add(key)
-        out.append(Problem(family, level, task, question, answer, list(LETTERS4) if task == "mcq" else None, cv))
+        choices = list(CHOICE_TEXT.get(family, LETTERS4)) if task == "mcq" else None
+        out.append(Problem(family, level, task, question, answer, choices, cv))
     return out
 
 
@@ -395,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder (train.jsonl, test.jsonl, images/)")
     ap.add_argument("--test-fraction", type=float, default=0.1)
     ap.add_argument("--size", type=int, default=112, help="image side in pixels")
-    ap.add_argument("--levels", default="1,2,3", help="comma-separated difficulty levels out of 1,2,3")
+    ap.add_argument("--levels", default="1,2,3", help="comma-separated difficulty levels out of 0,1,2,3 (0: shape colour, the CPU demo warm-up)")
     args = ap.parse_args(argv)
     try:
         levels = [int(x) for x in args.levels.split(",") if x.strip()]

@@ -56,7 +56,7 @@ def openrlhf_argv(
         "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
         "rollout.temperature": cfg.rollout.temperature,
         "rollout.top_p": cfg.rollout.top_p,
-        "train.batch_size": cfg.ray.train_batch_size or P * n,
+        "train.batch_size": cfg.train.batch_size or P * n,
         "train.micro_batch_size": cfg.train.micro_batch_size,
         "rollout.micro_batch_size": cfg.train.micro_batch_size,
         "train.max_epochs": cfg.train.ppo_epochs,

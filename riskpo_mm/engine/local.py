@@ -108,8 +108,9 @@ class LocalTrainer:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if P % world:
             raise ValueError(f"rollout.prompts_per_step ({P}) must be divisible by the number of ranks ({world})")
-        if (P * n) % (cfg.train.micro_batch_size * world):
-            raise ValueError(f"prompts_per_step * n_samples_per_prompt ({P * n}) must be divisible by "
+        batch = cfg.train.batch_size or P * n
+        if batch % (cfg.train.micro_batch_size * world):
+            raise ValueError(f"train.batch_size ({batch}) must be divisible by "
                              f"train.micro_batch_size * ranks ({cfg.train.micro_batch_size * world})")
         self.rank = int(os.environ.get("RANK", "0"))
         if self.is_main:
