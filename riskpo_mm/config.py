@@ -253,9 +253,12 @@ class RunConfig(_Section):
                     "so every bundle is complete"
                 )
         samples = self.rollout.prompts_per_step * self.rollout.n_samples_per_prompt
-        if self.train.batch_size and samples % self.train.batch_size:
-            raise ValueError(f"train.batch_size ({self.train.batch_size}) must divide prompts_per_step * "
-                             f"n_samples_per_prompt ({samples})")
+        batch = self.train.batch_size or samples
+        if samples % batch:
+            raise ValueError(f"train.batch_size ({batch}) must divide prompts_per_step * n_samples_per_prompt ({samples})")
+        if batch % self.train.micro_batch_size:
+            raise ValueError(f"train.batch_size ({batch}) must be a multiple of train.micro_batch_size "
+                             f"({self.train.micro_batch_size})")
         if not self.data.train and self.data.synthetic is None:
             raise ValueError("data.train is empty and data.synthetic is not set: nothing to train on")
         return self

@@ -85,3 +85,11 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_train_batch_size_must_divide_the_rollout_and_hold_whole_micro_batches():
+    with pytest.raises(ConfigError, match=r"train.batch_size \(30\) must divide.*\(80\)"):
+        validate_config({**MINIMAL, "train": {"batch_size": 30}})
+    with pytest.raises(ConfigError, match=r"train.batch_size \(20\) must be a multiple of train.micro_batch_size \(8\)"):
+        validate_config({**MINIMAL, "train": {"batch_size": 20, "micro_batch_size": 8}})
+    assert validate_config({**MINIMAL, "train": {"batch_size": 16, "micro_batch_size": 8}}).train.batch_size == 16
