@@ -196,8 +196,6 @@ class LocalTrainer:
         rewards = batch.rewards  # [P_local, n]
         all_rewards, all_tasks = self._gather_rewards(rewards, batch.tasks)
         adv = self.estimator.advantages(all_rewards, groups=all_tasks)  # [P, n]
-        if self.risk_monitor is not self.estimator:
-            self.risk_monitor.advantages(all_rewards, groups=all_tasks)
         lo, hi = self.rank * rewards.shape[0], (self.rank + 1) * rewards.shape[0]
         keep = getattr(self.estimator, "keep", None)
         if keep is not None:  # DAPO dynamic sampling: all-equal groups leave the loss entirely
@@ -226,6 +224,10 @@ class LocalTrainer:
         batch = self.rollout([self.train_records[i] for i in idx])
         with self.timer("advantage"):
             adv = self.advantages(batch)
+        if self.risk_monitor is not self.estimator:
+            with self.timer("risk_monitor"):  # bundle-score metrics for non-RiskPO estimators
+                all_rewards, all_tasks = self._gather_rewards(batch.rewards, batch.tasks)
+                self.risk_monitor.advantages(all_rewards, groups=all_tasks)
         with self.timer("experience"):
             exp = self.make_experience(batch, adv)
         with self.timer("train"):
