@@ -36,7 +36,7 @@ from riskpo_mm.engine.rollout import RolloutBatch, generate_rollouts, model_fami
 
 
 class StepTimer:
-    """Wall time per phase of a step (generate / reward / experience / train)."""
+    """Wall time per phase of a step (generate / reward / advantage / experience / train)."""
 
     def __init__(self) -> None:
         self.times: dict[str, float] = defaultdict(float)

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from riskpo_mm.config import ConfigError, RunConfig, load_config

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import defaultdict
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
