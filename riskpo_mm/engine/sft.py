@@ -6,11 +6,13 @@ with the record's `meta["rationale"]` when it has one. Prompts go through the
 same `encode_prompts` as rollouts, and the loss is the token-mean NLL of the
 response tokens. The warm start runs in one process before the RL engine
 starts (for real models, warm-start with OpenRLHF's `train_sft` instead) and
-is cached in `<run>/sft_model`.
+is cached in `<run>/sft_model` (reused only while model, data, sft settings and
+seed are unchanged).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -105,7 +107,8 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    stats = {"steps": cfg.sft.steps, "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "wall_s": time.time() - t0}
+    stats = {"steps": cfg.sft.steps, "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+             "wall_s": time.time() - t0, "key": sft_key(cfg)}
     (tmp / DONE).write_text(json.dumps(stats))
     if out_dir.exists():
         import shutil
@@ -115,16 +118,25 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
     return stats
 
 
+def sft_key(cfg: RunConfig) -> str:
+    """What the warm start depends on; a cached `sft_model` is reused only when this matches."""
+    parts = {"model": cfg.model.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"),
+             "sft": cfg.sft.model_dump(mode="json"), "seed": cfg.seed, "max_grad_norm": cfg.train.max_grad_norm}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def ensure_sft(cfg: RunConfig) -> Path:
-    """The warm-started model folder, trained on the main rank if not already there; others wait."""
+    """The warm-started model folder, trained on the main rank unless a matching one exists; others wait."""
     out = cfg.run_dir / "sft_model"
-    if (out / DONE).is_file():
+    key = sft_key(cfg)
+    done = out / DONE
+    if done.is_file() and json.loads(done.read_text()).get("key") == key:
         return out
     if int(os.environ.get("RANK", "0")) == 0:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         stats = run_sft(cfg, str(ensure_model(cfg)), out)
         print(f"[riskpo-mm] SFT warm start: {stats}")
     else:
-        while not (out / DONE).is_file():
+        while not (done.is_file() and json.loads(done.read_text()).get("key") == key):
             time.sleep(2)
     return out

@@ -99,7 +99,7 @@ def run_local(cfg: RunConfig, resume: bool = False) -> dict:
     before = None
     if cfg.eval.before_and_after and trainer.test_records:
         t = time.time()
-        if before_file.is_file():
+        if resumed and before_file.is_file():  # the interrupted run already measured its warm start
             from riskpo_mm.eval.harness import EvalResult
 
             before = EvalResult.from_json(before_file.read_text())
