@@ -40,7 +40,7 @@ def save_checkpoint(
     is_main: bool = True,
     barrier: Callable[[], None] = _noop,
 ) -> Path:
-    """Write `root/step_XXXXXX` atomically and point `root/latest` at it.
+    """Write `root/step_<step, 6 digits>` atomically and point `root/latest` at it.
 
     Called on every rank: `write_payload(tmp_dir)` may be collective (DeepSpeed
     checkpoints are); only the main rank creates, renames and prunes folders.
