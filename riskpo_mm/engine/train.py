@@ -95,6 +95,8 @@ def run_local(cfg: RunConfig, resume: bool = False) -> dict:
     resumed = trainer.resume() if resume else False
     if resume and not resumed and trainer.is_main:
         print(f"[riskpo-mm] --resume: no checkpoint under {run_dir / 'checkpoints'}, starting fresh")
+    if not resumed and trainer.logger is not None:
+        trainer.logger.truncate_after(0)  # a fresh run in an old run folder starts a fresh log
     before_file = run_dir / "eval_before.json"
     before = None
     if cfg.eval.before_and_after and trainer.test_records:
