@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from riskpo_mm.config import DataSource, RunConfig
+from riskpo_mm.data import RecordSet, load_records
 
 
 def ensure_model(cfg: RunConfig) -> Path:
@@ -37,3 +38,10 @@ def ensure_data(cfg: RunConfig) -> tuple[list[DataSource], list[DataSource]]:
         if not test:
             test = [DataSource(path=str(out / "test.jsonl"))]
     return train, test
+
+
+def load_sources(cfg: RunConfig, sources: list[DataSource], *, mix: bool) -> RecordSet:
+    """The records of `sources` under the config's bad-record policy: a weighted, seeded mixture for
+    training (`mix`), every record exactly once in order for evaluation."""
+    weights = [s.weight for s in sources] if mix else None
+    return load_records([s.path for s in sources], on_bad_record=cfg.data.on_bad_record, weights=weights, seed=cfg.seed)

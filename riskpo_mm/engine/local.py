@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from riskpo_mm.algo import build_estimator
 from riskpo_mm.config import RunConfig
-from riskpo_mm.data import ImageConfig, Record, load_records
-from riskpo_mm.engine.assets import ensure_data, ensure_model
+from riskpo_mm.data import ImageConfig, Record
+from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
 from riskpo_mm.engine.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from riskpo_mm.engine.flags import openrlhf_args
 from riskpo_mm.engine.metrics_log import MetricsLogger
@@ -130,8 +130,8 @@ class LocalTrainer:
         self.rank, self.world = self.policy.rank, self.policy.world
 
         train_sources, test_sources = ensure_data(cfg)
-        self.train_records = self._load(train_sources, "data.train")
-        self.test_records = self._load(test_sources, "data.test") if test_sources else []
+        self.train_records = self._load(train_sources, "data.train", mix=True)
+        self.test_records = self._load(test_sources, "data.test", mix=False) if test_sources else []
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.image_config = ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
         self.family = model_family(self.hf_model.config, cfg.model.family)
@@ -159,9 +159,8 @@ class LocalTrainer:
     def hf_model(self) -> torch.nn.Module:
         return self.policy.hf_model
 
-    def _load(self, sources, key: str) -> list[Record]:
-        recs = load_records([s.path for s in sources], on_bad_record=self.cfg.data.on_bad_record,
-                            weights=[s.weight for s in sources], seed=self.cfg.seed)
+    def _load(self, sources, key: str, *, mix: bool) -> list[Record]:
+        recs = load_sources(self.cfg, sources, mix=mix)
         if recs.skipped and self.is_main:
             print(f"[riskpo-mm] {key}: skipped {recs.skipped} bad record(s):")
             for bad in recs.bad[:10]:

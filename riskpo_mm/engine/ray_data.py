@@ -6,8 +6,7 @@ import math
 from typing import Any, Optional
 
 from riskpo_mm.config import RunConfig
-from riskpo_mm.data import load_records
-from riskpo_mm.engine.assets import ensure_data
+from riskpo_mm.engine.assets import ensure_data, load_sources
 
 
 def prepare_ray_data(cfg: RunConfig) -> tuple[dict[str, Any], Optional[str], int]:
@@ -20,15 +19,14 @@ def prepare_ray_data(cfg: RunConfig) -> tuple[dict[str, Any], Optional[str], int
 
     train_sources, test_sources = ensure_data(cfg)
     out = cfg.run_dir / "ray_data"
-    train = load_records([s.path for s in train_sources], on_bad_record=cfg.data.on_bad_record,
-                         weights=[s.weight for s in train_sources], seed=cfg.seed)
+    train = load_sources(cfg, train_sources, mix=True)
     reward = {"binary_form": cfg.reward.binary_form,
               "tasks": {task: w.model_dump() for task, w in cfg.reward.weights.items()},
               "task_weights": dict(cfg.reward.task_weights)}
     flags = write_openrlhf_jsonl(train, out / "train.jsonl", reward=reward)
     eval_file = None
     if test_sources:
-        test = load_records([s.path for s in test_sources], on_bad_record=cfg.data.on_bad_record)
+        test = load_sources(cfg, test_sources, mix=False)
         eval_file = write_openrlhf_jsonl(test, out / "test.jsonl", reward=reward)["data.prompt_dataset"]
     wanted = cfg.train.steps * cfg.rollout.prompts_per_step
     flags["train.num_episodes"] = max(1, math.ceil(wanted / max(1, len(train))))

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from riskpo_mm.algo import masked_mean
 from riskpo_mm.config import RunConfig
-from riskpo_mm.data import ImageConfig, Record, encode_prompts, load_records
-from riskpo_mm.engine.assets import ensure_data, ensure_model
+from riskpo_mm.data import ImageConfig, Record, encode_prompts
+from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
 from riskpo_mm.engine.rollout import model_family, tokenizer_of
 
 DONE = "sft_done.json"
@@ -70,8 +70,7 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_sources, _ = ensure_data(cfg)
-    records = list(load_records([s.path for s in train_sources], on_bad_record=cfg.data.on_bad_record,
-                                weights=[s.weight for s in train_sources], seed=cfg.seed))
+    records = list(load_sources(cfg, train_sources, mix=True))
     hf_cfg = AutoConfig.from_pretrained(base_path)
     auto = AutoModelForImageTextToText if hasattr(hf_cfg, "vision_config") else AutoModelForCausalLM
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.model.dtype]
