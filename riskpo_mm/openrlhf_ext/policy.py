@@ -99,6 +99,7 @@ class LocalPolicy:
             "scheduler_steps": max(1, scheduler_steps),
         }
         self.actor, self.optim, self.scheduler = self.strategy.prepare((actor, optim_cfg))
+        keep_fp32_grad_norm(self.actor.model)
         self.kl_coef = kl_coef
         self.ref = None
         if kl_coef > 0:
@@ -176,6 +177,22 @@ class LocalPolicy:
 
     def load_state(self, in_dir: str) -> None:
         self.actor.model.load_checkpoint(in_dir, tag="state")
+
+
+def keep_fp32_grad_norm(engine: Any) -> None:
+    """Make a float32 ZeRO-0 DeepSpeed engine report the gradient norm it clips at.
+
+    That path clips through `clip_fp32_gradients` and drops the norm, so `get_global_grad_norm` (OpenRLHF's
+    `actor_grad_norm`) would read 0; every other path records it itself and is left alone.
+    """
+    if engine.fp16_enabled() or engine.bfloat16_enabled() or engine.amp_enabled() or engine.zero_optimization():
+        return
+    from deepspeed.runtime.utils import clip_grad_norm_
+
+    def clip_and_keep() -> None:
+        engine._global_grad_norm = clip_grad_norm_(engine.module.parameters(), engine.gradient_clipping(), mpu=engine.mpu)
+
+    engine.clip_fp32_gradients = clip_and_keep
 
 
 def build_experience(**fields: Any) -> Experience:
