@@ -11,7 +11,7 @@ from riskpo_mm.models.tiny import _model_class, main
 from riskpo_mm.models.tokenizers import FAMILIES, build_tokenizer
 from riskpo_mm.models.vlm import (
     generate,
-    mm_token_type_ids,
+    token_types,
     repeat_mm_inputs,
     select_mm_inputs,
     sequence_logprobs,
@@ -160,10 +160,10 @@ def test_multimodal_inputs_are_repeated_per_image_for_each_sample(tiny):
         repeat_mm_inputs(batch["input_ids"], {"pixel_values": pix, "image_grid_thw": grid[:2]}, 2, model.config)
 
 
-def test_mm_token_type_ids_mark_images_1_and_videos_2(tiny):
+def test_token_types_mark_images_1_and_videos_2(tiny):
     cfg = tiny["qwen3_vl"][0].config
     ids = torch.tensor([[5, cfg.image_token_id, cfg.image_token_id, 7, cfg.video_token_id]])
-    assert mm_token_type_ids(ids, cfg).tolist() == [[0, 1, 1, 0, 2]]
+    assert token_types(ids, cfg).tolist() == [[0, 1, 1, 0, 2]]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

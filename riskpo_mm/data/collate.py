@@ -62,9 +62,15 @@ def image_token_id(processor: Any) -> int:
     return int(tid) if tid is not None else int(tok.convert_tokens_to_ids(IMAGE_TOKEN))
 
 
-def mm_token_type_ids(input_ids: torch.Tensor, image_token: int) -> torch.Tensor:
-    """[..., L] int64: 1 at image placeholder tokens, 0 elsewhere (what Qwen-VL forwards expect)."""
-    return (input_ids == image_token).long()
+def mm_token_type_ids(input_ids: torch.Tensor, image_token: int, video_token: int | None = None) -> torch.Tensor:
+    """Token types for M-RoPE, [..., L] int64: 1 at image placeholders, 2 at video placeholders, else 0.
+
+    Qwen2-VL/3-VL/3.5 require them with `image_grid_thw`; Qwen2.5-VL silently computes wrong positions
+    without them."""
+    types = (input_ids == image_token).long()
+    if video_token is not None:
+        types = types.masked_fill(input_ids == video_token, 2)
+    return types
 
 
 def prepare_images(record: Record, image_config: ImageConfig, family: str) -> list:

@@ -6,7 +6,6 @@ from riskpo_mm.models.tokenizers import build_compact_tokenizer, build_qwen_toke
 from riskpo_mm.models.vlm import (
     Rollout,
     generate,
-    mm_token_type_ids,
     repeat_mm_inputs,
     select_mm_inputs,
     sequence_logprobs,
@@ -21,7 +20,6 @@ __all__ = [
     "generate",
     "make_tiny_model",
     "make_tiny_text_model",
-    "mm_token_type_ids",
     "repeat_mm_inputs",
     "select_mm_inputs",
     "sequence_logprobs",

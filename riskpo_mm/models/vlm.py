@@ -17,6 +17,8 @@ from itertools import accumulate
 import torch
 from transformers import GenerationConfig, PretrainedConfig
 
+from riskpo_mm.data.collate import mm_token_type_ids
+
 # Per-sample multimodal tensors: (pixel key, grid key, token-id config attribute).
 _MM_GROUPS = (
     ("pixel_values", "image_grid_thw", "image_token_id"),
@@ -30,16 +32,9 @@ def is_vlm(config: PretrainedConfig) -> bool:
     return hasattr(config, "vision_config")
 
 
-def mm_token_type_ids(input_ids: torch.Tensor, config: PretrainedConfig) -> torch.Tensor:
-    """Token types for M-RoPE: 1 where `input_ids` is the image token, 2 the video token, else 0.
-
-    input_ids: [B, L] -> [B, L] int64. Qwen2-VL/3-VL/3.5 require it with `image_grid_thw`;
-    Qwen2.5-VL silently computes wrong positions without it."""
-    types = (input_ids == config.image_token_id).long()
-    video = getattr(config, "video_token_id", None)
-    if video is not None:
-        types = types.masked_fill(input_ids == video, 2)
-    return types
+def token_types(input_ids: torch.Tensor, config: PretrainedConfig) -> torch.Tensor:
+    """`mm_token_type_ids` [B, L] for a model config's image and video token ids."""
+    return mm_token_type_ids(input_ids, config.image_token_id, getattr(config, "video_token_id", None))
 
 
 def vision_token_ids(source) -> list[int]:
@@ -191,7 +186,7 @@ def generate(
     mm_n = repeat_mm_inputs(input_ids, mm, n, config) if mm else {}
     extra = dict(mm_n)
     if is_vlm(config):
-        extra["mm_token_type_ids"] = mm_token_type_ids(ids_n, config)
+        extra["mm_token_type_ids"] = token_types(ids_n, config)
         if suppress_token_ids is None:
             suppress_token_ids = vision_token_ids(config)
 
@@ -244,7 +239,7 @@ def sequence_logprobs(
     if is_vlm(model.config):
         position_ids = None
         if mm_inputs:
-            mm_inputs["mm_token_type_ids"] = mm_token_type_ids(sequences, model.config)
+            mm_inputs["mm_token_type_ids"] = token_types(sequences, model.config)
     else:
         position_ids = attention_mask.long().cumsum(-1) - 1
         position_ids = position_ids.masked_fill(attention_mask == 0, 1)
