@@ -1,4 +1,4 @@
-"""Entropy toy: tabular softmax policy trained with GRPO vs RiskPO (tracked / bundle quantiles).
+"""Entropy toy: tabular softmax policy trained with GRPO vs RiskPO (tracked / bundle quantiles, hard-math recipe).
 
     python -m riskpo_mm.bench.entropy_toy [--steps 400] [--seeds 3]
 
@@ -23,6 +23,7 @@ METHODS = {
     "grpo": ("grpo", None),
     "riskpo_tracked": ("riskpo", RiskPOConfig(quantile_source="tracked")),
     "riskpo_bundle": ("riskpo", RiskPOConfig(quantile_source="bundle")),
+    "riskpo_hard_math": ("riskpo", RiskPOConfig.preset("riskpo_authors_hard_math")),
 }
 
 
