@@ -28,12 +28,12 @@ import torch
 
 from riskpo_mm.algo import RiskPOConfig, build_estimator
 
-_DEMO = dict(bundle_size=5, baseline="none")
+_NONE = dict(bundle_size=5, baseline="none")
 METHODS: dict[str, tuple[str, RiskPOConfig | None]] = {
     "grpo": ("grpo", None),
     "riskpo (paper defaults)": ("riskpo", RiskPOConfig()),
-    "riskpo, baseline none": ("riskpo", RiskPOConfig(**_DEMO)),
-    "riskpo, baseline none, bundle quantiles": ("riskpo", RiskPOConfig(**_DEMO, quantile_source="bundle")),
+    "riskpo, baseline none": ("riskpo", RiskPOConfig(**_NONE)),
+    "riskpo, baseline none, bundle quantiles": ("riskpo", RiskPOConfig(**_NONE, quantile_source="bundle")),
     "riskpo, baseline none, B=2": ("riskpo", RiskPOConfig(bundle_size=2, baseline="none")),
     "riskpo, baseline none, B=1": ("riskpo", RiskPOConfig(bundle_size=1, baseline="none")),
     "riskpo_authors_easy_math": ("riskpo", RiskPOConfig.preset("riskpo_authors_easy_math")),
