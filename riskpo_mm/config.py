@@ -69,6 +69,11 @@ class DataConfig(_Section):
     on_bad_record: Literal["error", "skip"] = "error"
     min_pixels: int = Field(3136, gt=0)
     max_pixels: int = Field(401408, gt=0)
+    image_root: Optional[str] = Field(
+        None,
+        description="Folder that image paths may point into besides the data file's own folder; "
+        "paths that leave both are rejected.",
+    )
     system_prompt: Optional[str] = None
     max_prompt_len: int = Field(1024, gt=0)
     shuffle: bool = True
