@@ -133,7 +133,7 @@ GEOMETRY_CASES = [
     _geo("4\\pi", B("4\\pi"), 1),
     _geo("4\\pi", B("12"), 0),
     _geo("16\\pi", B("16 \\pi \\text{ cm}^2"), 1),
-    _geo("7", B("7.0001"), 1),
+    _geo("7", B("7.0001"), 0),  # four decimals claim 7.0001: a near miss, not 7 (docs/grading.md)
     _geo("7", B("7.01"), 0),
     _geo("100", B("100.00"), 1),
     _geo("100", B("101"), 0),

@@ -17,7 +17,7 @@ import time
 from math_verify import parse, verify
 
 from riskpo_mm.rewards import RewardRouter
-from riskpo_mm.rewards.math_grader import _parse_gold_cached
+from riskpo_mm.rewards.symbolic import _parse_gold_cached
 from riskpo_mm.rewards.sandbox import CodeJob, SandboxLimits, SandboxPool, run_tests
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 from .choice import ChoiceGrader
 from .code_grader import CodeGrader
+from .grading_pool import GradeTimeout
 from .math_grader import MathGrader, NumericGrader
 from .record_view import RecordView, as_record
 from .result import GoldAnswerError, GradeOutcome, RewardResult
@@ -54,7 +55,12 @@ class RewardRouter:
 
     def score(self, record: Any, response: str | None, weights: RewardWeights | None = None,
               deadline: float | None = None) -> RewardResult:
-        """Grade one response. Never raises: an internal error gives reward 0 and reason "error: ..."."""
+        """Grade one response. Never raises: an internal error gives reward 0 and reason "error: ...".
+
+        Built-in graders return within a bound in any thread (docs/grading.md:
+        6 s worst case for responses up to 10 MB); a grade cut off there is 0
+        with reason "error: timeout: ...", counted under ``timeouts``.
+        """
         task = "?"
         try:
             rec = as_record(record)
@@ -75,6 +81,8 @@ class RewardRouter:
             return RewardResult(float(reward), float(out.accuracy), bool(out.format_ok), task, out.reason)
         except GoldAnswerError as e:
             return self.report_error(task, f"error: bad gold answer: {e}", record, key="bad_gold")
+        except GradeTimeout as e:
+            return self.report_error(task, f"error: timeout: {e}", record, key="timeouts")
         except Exception as e:
             return self.report_error(task, f"error: {type(e).__name__}: {e}", record)
 
@@ -128,7 +136,7 @@ class RewardRouter:
         return RewardResult(0.0, 0.0, False, task, reason)
 
     def stats(self) -> dict[str, int]:
-        """Counters: scored, errors, bad_gold, each also per task as "<key>/<task>"."""
+        """Counters: scored, errors, bad_gold, timeouts, each also per task as "<key>/<task>"."""
         with self._lock:
             return dict(self._stats)
 
