@@ -16,7 +16,7 @@ from typing import Any, Optional
 from riskpo_mm.config import RunConfig
 
 REWARD_FUNC = Path(__file__).resolve().parents[1] / "rewards" / "openrlhf_reward.py"
-PARAM_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "bf16"}
+PARAM_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
 def openrlhf_argv(
@@ -26,11 +26,14 @@ def openrlhf_argv(
     eval_dataset: Optional[str] = None,
     max_samples: Optional[int] = None,
     resume: bool = False,
+    model_path: Optional[str] = None,
 ) -> list[str]:
     """Dotted OpenRLHF 0.11.2 flags plus `--riskpo.*` flags for `cfg`.
 
     `data_flags` are the `data.*` flags of the prepared prompt dataset
-    (`riskpo_mm.openrlhf_ext.data.write_openrlhf_jsonl`).
+    (`riskpo_mm.openrlhf_ext.data.write_openrlhf_jsonl`); `model_path` replaces `model.path` (the
+    SFT warm start). Every path is absolute: Ray workers resolve relative paths from the raylet's
+    directory, not the caller's.
     """
     from riskpo_mm.openrlhf_ext.data import IMAGE_KEY, INPUT_KEY, LABEL_KEY
     from riskpo_mm.openrlhf_ext.flags import to_openrlhf_args
@@ -39,11 +42,12 @@ def openrlhf_argv(
         data_flags = {"data.input_key": INPUT_KEY, "data.label_key": LABEL_KEY, "data.image_key": IMAGE_KEY,
                       "data.apply_chat_template": True}
 
-    run = cfg.run_dir
+    run = cfg.run_dir.resolve()
+    no_cuda = not _has_cuda()
     P, n = cfg.rollout.prompts_per_step, cfg.rollout.n_samples_per_prompt
     loss, alg = cfg.algorithm.loss, cfg.algorithm
     flags: dict[str, Any] = {
-        "actor.model_name_or_path": cfg.model.path,
+        "actor.model_name_or_path": str(Path(model_path or cfg.model.path).resolve()),
         "ds.attn_implementation": cfg.model.attn_implementation,
         "ds.param_dtype": PARAM_DTYPE[cfg.model.dtype],
         "ds.zero_stage": cfg.train.zero_stage,
@@ -73,7 +77,7 @@ def openrlhf_argv(
         "algo.kl.use_loss": loss.kl_coef > 0,
         "algo.kl.init_coef": loss.kl_coef,
         "reward.remote_url": str(REWARD_FUNC),
-        "ckpt.path": str(run / "ckpt"),
+        "ckpt.path": str(run / "checkpoints"),
         "ckpt.output_dir": str(run / "final_model"),
         "ckpt.save_steps": cfg.checkpoint.every_steps or -1,
         "ckpt.max_num": cfg.checkpoint.keep_last,
@@ -93,6 +97,9 @@ def openrlhf_argv(
         "vllm.tensor_parallel_size": cfg.ray.vllm_tensor_parallel_size,
         "vllm.gpu_memory_utilization": cfg.ray.vllm_gpu_memory_utilization,
         "train.colocate_all": cfg.ray.colocate_all,
+        "vllm.sync_backend": "gloo" if no_cuda else "nccl",
+        "vllm.enforce_eager": no_cuda,
+        "riskpo.metrics_file": str(run / "metrics.jsonl"),
         "riskpo.estimator": alg.estimator,
         "riskpo.preset": alg.preset,
         "riskpo.ratio": loss.ratio,
@@ -104,6 +111,12 @@ def openrlhf_argv(
     return to_openrlhf_args(flags)
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def openrlhf_args(cfg: RunConfig, *, engine: str = "ray", **kwargs: Any):
     """Hierarchical OpenRLHF args for `cfg`, parsed by OpenRLHF's own parser and validation."""
     from riskpo_mm.openrlhf_ext.train_ray import parse_ray_args
@@ -113,7 +126,4 @@ def openrlhf_args(cfg: RunConfig, *, engine: str = "ray", **kwargs: Any):
         world = os.environ.get("WORLD_SIZE", "1")
         argv += ["--actor.num_nodes", "1", "--actor.num_gpus_per_node", world,
                  "--ref.num_nodes", "1", "--ref.num_gpus_per_node", world]
-    args = parse_ray_args(argv)
-    if engine == "local" and cfg.model.dtype == "float32":
-        args.ds.param_dtype = "fp32"  # CPU / exactness runs: DeepSpeed with neither bf16 nor fp16
-    return args
+    return parse_ray_args(argv)

@@ -9,25 +9,42 @@ from riskpo_mm.config import RunConfig
 from riskpo_mm.engine.assets import ensure_data, load_sources
 
 
-def prepare_ray_data(cfg: RunConfig) -> tuple[dict[str, Any], Optional[str], int]:
-    """Write `<run>/ray_data/{train,test}.jsonl`; return (data flags, eval file, max_samples).
+class RayDataError(ValueError):
+    """The data cannot make the run the config asks for."""
 
-    `max_samples` = steps x prompts_per_step, so OpenRLHF runs exactly `train.steps` steps
-    (with `train.num_episodes` passes when the train set is smaller).
+
+def prepare_ray_data(cfg: RunConfig, *, write: bool = True) -> tuple[dict[str, Any], Optional[str], int]:
+    """Write `<run>/ray_data/{train,test}.jsonl` (absolute paths); return (data flags, eval file, max_samples).
+
+    OpenRLHF runs `train.num_episodes` passes over `max_samples` prompts, `prompts_per_step` a step.
+    `max_samples` is a multiple of `prompts_per_step` (a partial last batch would make a partial
+    bundle); when the train set holds fewer than `steps x prompts_per_step` prompts the last pass is
+    whole, so the run takes up to one pass more than `train.steps` (printed). `write=False` (dry
+    runs) computes the same flags and writes nothing.
     """
     from riskpo_mm.openrlhf_ext.data import write_openrlhf_jsonl
 
     train_sources, test_sources = ensure_data(cfg)
-    out = cfg.run_dir / "ray_data"
+    out = cfg.run_dir.resolve() / "ray_data"
     train = load_sources(cfg, train_sources, mix=True)
+    P = cfg.rollout.prompts_per_step
+    if len(train) < P:
+        raise RayDataError(f"data.train has {len(train)} usable records, fewer than rollout.prompts_per_step ({P}): "
+                           "not one step's worth of prompts")
     reward = {"binary_form": cfg.reward.binary_form,
               "tasks": {task: w.model_dump() for task, w in cfg.reward.weights.items()},
               "task_weights": dict(cfg.reward.task_weights)}
-    flags = write_openrlhf_jsonl(train, out / "train.jsonl", reward=reward)
+    system = cfg.data.system_prompt
+    flags = write_openrlhf_jsonl(train, out / "train.jsonl", reward=reward, system_prompt=system, write=write)
     eval_file = None
     if test_sources:
         test = load_sources(cfg, test_sources, mix=False)
-        eval_file = write_openrlhf_jsonl(test, out / "test.jsonl", reward=reward)["data.prompt_dataset"]
-    wanted = cfg.train.steps * cfg.rollout.prompts_per_step
-    flags["train.num_episodes"] = max(1, math.ceil(wanted / max(1, len(train))))
-    return flags, eval_file, min(wanted, len(train))
+        eval_file = write_openrlhf_jsonl(test, out / "test.jsonl", reward=reward, system_prompt=system,
+                                         write=write)["data.prompt_dataset"]
+    wanted = cfg.train.steps * P
+    per_pass = min(wanted, len(train) // P * P)
+    flags["train.num_episodes"] = episodes = math.ceil(wanted / per_pass)
+    if episodes * per_pass != wanted:
+        print(f"[riskpo-mm] data.train has {len(train)} records: {episodes} passes of {per_pass // P} steps run "
+              f"{episodes * per_pass // P} steps (train.steps = {cfg.train.steps})")
+    return flags, eval_file, per_pass

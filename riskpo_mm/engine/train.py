@@ -28,17 +28,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config (and Ray command) and exit")
     p.add_argument("--print-command", action="store_true",
                    help="Ray engine: prepare the data files and print only the job command, one argument a line")
+    p.add_argument("--launcher", choices=("direct", "submit"), default="direct",
+                   help="engine: ray: run the job as a child process on the cluster (direct) or through "
+                        "`ray job submit` (submit; needs the dashboard)")
     p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     return p
 
 
-def ray_command(cfg: RunConfig, *, resume: bool = False) -> list[str]:
-    """The Ray-engine command for `cfg` (data prepared into the run folder first)."""
+def ray_command(cfg: RunConfig, *, resume: bool = False, model_path: Optional[str] = None,
+                write: bool = True) -> list[str]:
+    """The Ray-engine job command for `cfg` (the prompt files are written into the run folder first,
+    unless `write` is False); every path in it is absolute."""
     from riskpo_mm.engine.flags import openrlhf_argv
     from riskpo_mm.engine.ray_data import prepare_ray_data
 
-    data_flags, eval_file, max_samples = prepare_ray_data(cfg)
-    argv = openrlhf_argv(cfg, data_flags=data_flags, eval_dataset=eval_file, max_samples=max_samples, resume=resume)
+    data_flags, eval_file, max_samples = prepare_ray_data(cfg, write=write)
+    argv = openrlhf_argv(cfg, data_flags=data_flags, eval_dataset=eval_file, max_samples=max_samples, resume=resume,
+                         model_path=model_path)
     return [sys.executable, "-m", "riskpo_mm.openrlhf_ext.train_ray", *argv]
 
 
@@ -122,15 +128,22 @@ def run_local(cfg: RunConfig, resume: bool = False) -> dict:
             (run_dir / "eval_after.json").write_text(after.to_json())
         phases["eval_after_s"] = time.time() - t
     trainer.close()
-    report: dict = {}
-    if trainer.is_main:
-        report = _report(cfg, before, after, last, time.time() - t0, phases)
-        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-        summary = _summary(report)
-        (run_dir / "summary.txt").write_text(summary + "\n")
-        print(summary)
-        print(f"[riskpo-mm] report: {run_dir / 'report.json'}\n[riskpo-mm] TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}"
-              f"\n[riskpo-mm] checkpoints: {run_dir / 'checkpoints'}  final model: {run_dir / 'final_model'}")
+    if not trainer.is_main:
+        return {}
+    return write_report(cfg, before, after, last, time.time() - t0, phases)
+
+
+def write_report(cfg: RunConfig, before: Any, after: Any, last: dict[str, float], wall_s: float,
+                 phases: dict) -> dict:
+    """`report.json` and `summary.txt` in the run folder (both engines); returns the report."""
+    run_dir = cfg.run_dir
+    report = _report(cfg, before, after, last, wall_s, phases)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    summary = _summary(report)
+    (run_dir / "summary.txt").write_text(summary + "\n")
+    print(summary)
+    print(f"[riskpo-mm] report: {run_dir / 'report.json'}\n[riskpo-mm] TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}"
+          f"\n[riskpo-mm] checkpoints: {run_dir / 'checkpoints'}  final model: {run_dir / 'final_model'}")
     return report
 
 
@@ -147,15 +160,23 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
         print("\n".join(ray_command(cfg, resume=args.resume)))
         return 0
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0 and not args.dry_run:
         print(f"# resolved config ({args.config})\n{cfg.to_yaml()}")
     if cfg.engine == "ray":
-        cmd = ray_command(cfg, resume=args.resume)
-        print("[riskpo-mm] " + " ".join(cmd))
-        if args.dry_run:
-            return 0
-        return subprocess.call(cmd)
+        from riskpo_mm.engine.ray_data import RayDataError
+        from riskpo_mm.engine.ray_run import RayRunError, run_ray
+
+        try:
+            run_ray(cfg, resume=args.resume, launcher=args.launcher, dry_run=args.dry_run)
+        except (RayRunError, RayDataError) as err:
+            print(f"riskpo-mm train: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"\n[riskpo-mm] interrupted; continue with --resume", file=sys.stderr)
+            return 130
+        return 0
     if args.dry_run:
+        print(cfg.to_yaml())
         return 0
     try:
         run_local(cfg, resume=args.resume)

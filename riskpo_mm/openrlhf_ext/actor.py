@@ -3,7 +3,13 @@
 After OpenRLHF builds the model, optimizer and its ``ActorPPOTrainer``, the trainer's loss is
 replaced by `RiskPOPolicyLoss` (``--riskpo.loss riskpo``, the default); ``--riskpo.loss openrlhf``
 keeps OpenRLHF's ``PolicyLoss``. Everything else (forwards, DeepSpeed update, weight sync to vLLM,
-checkpoints) is OpenRLHF's.
+checkpoints) is OpenRLHF's, with three additions:
+
+- ``--ds.param_dtype fp32`` trains in float32 (OpenRLHF maps only bf16/fp16);
+- without CUDA, the replay buffer is built while the device index reads 0 (OpenRLHF formats
+  ``cuda:{current_device()}`` into a device it never uses on this path) and the weight sync
+  runs over gloo (`compat.install_gloo_weight_sync`);
+- the final model folder also gets the processor, so a saved VLM reloads as a VLM.
 
 ``RiskPOPolicyModelActor`` is the Ray actor class (``num_gpus=1`` like OpenRLHF's);
 ``RiskPOPolicyModelActorImpl`` is the plain class.
@@ -11,6 +17,7 @@ checkpoints) is OpenRLHF's.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import ray
@@ -21,6 +28,9 @@ compat.install()
 
 from openrlhf.trainer.ray.ppo_actor import PolicyModelActor  # noqa: E402
 
+compat.install_gloo_weight_sync()
+
+from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype  # noqa: E402
 from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss  # noqa: E402
 
 
@@ -30,12 +40,34 @@ def install_riskpo_loss(actor_trainer: Any, args: Any) -> None:
         actor_trainer.actor_loss_fn = RiskPOPolicyLoss.from_args(args)
 
 
+def save_processor(pretrain: str, output_dir: str) -> bool:
+    """Copy the processor of the model at ``pretrain`` (a VLM) into ``output_dir``; False for text models."""
+    from transformers import AutoConfig, AutoProcessor
+
+    if getattr(AutoConfig.from_pretrained(pretrain, trust_remote_code=True), "vision_config", None) is None:
+        return False
+    AutoProcessor.from_pretrained(pretrain, trust_remote_code=True).save_pretrained(output_dir)
+    return True
+
+
 class RiskPOPolicyModelActorImpl(PolicyModelActor.__ray_actor_class__):
     """OpenRLHF's ``PolicyModelActor`` whose PPO trainer computes the RiskPO loss."""
 
     def init_model_from_pretrained(self, strategy, pretrain, max_steps=None, vllm_engines=None):
-        super().init_model_from_pretrained(strategy, pretrain, max_steps=max_steps, vllm_engines=vllm_engines)
+        self.pretrain = pretrain
+        with contextlib.ExitStack() as stack:
+            if strategy.args.ds.param_dtype == "fp32":
+                stack.enter_context(fp32_param_dtype())
+            stack.enter_context(compat.cuda_index_while_constructing())
+            super().init_model_from_pretrained(strategy, pretrain, max_steps=max_steps, vllm_engines=vllm_engines)
         install_riskpo_loss(self.trainer, strategy.args)
+
+    def save_model(self):
+        super().save_model()
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            save_processor(self.pretrain, self.strategy.args.ckpt.output_dir)
 
 
 RiskPOPolicyModelActor = ray.remote(num_gpus=1)(RiskPOPolicyModelActorImpl)

@@ -20,6 +20,16 @@ fixes exactly that, and nothing else:
 ``ActorPPOTrainer`` from there and never generates with vLLM, and CPU tests construct the Ray
 classes. It refuses to shadow an installed vllm; the Ray engine needs the real one.
 
+``install_torchvision_hook()`` covers the CPU install profile: the registry's torchvision wheels
+are CUDA builds whose compiled ops (``torchvision._C``) cannot load beside the CPU torch, and
+``torchvision/_meta_registrations.py`` then fails at import (``operator torchvision::nms does not
+exist``). The hook is an import finder that, right before that module runs, defines the two op
+schemas it registers fakes for (``nms``, ``qnms``) *only if* the compiled library did not provide
+them. Only torchvision's Python transforms are used here (the Qwen-VL processors import
+``torchvision.transforms.v2``). ``python -m riskpo_mm.openrlhf_ext.compat install-hook`` writes a
+``.pth`` file so every interpreter of the venv (Ray workers, vLLM engine processes) has the hook;
+it imports nothing until torchvision is imported.
+
 All functions are idempotent.
 """
 
@@ -27,14 +37,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
 import types
 import uuid
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 STANDIN_MARKER = "__riskpo_mm_standin__"
 
@@ -55,6 +67,8 @@ def unpad_input(
     Returns ``(unpadded, indices, cu_seqlens, max_seqlen, used_seqlens)`` like flash_attn >= 2.7:
     ``indices`` are the flat positions kept, ``cu_seqlens: [B+1]`` int32 cumulative lengths.
     """
+    import torch
+
     all_masks = attention_mask + unused_mask if unused_mask is not None else attention_mask
     seqlens = all_masks.sum(dim=-1, dtype=torch.int32)  # [B]
     used_seqlens = attention_mask.sum(dim=-1, dtype=torch.int32)  # [B]
@@ -193,6 +207,8 @@ def _fallback(original, result_fn):
 
 
 def _mesh_on_cpu_without_cuda(init_device_mesh):
+    import torch
+
     @functools.wraps(init_device_mesh)
     def wrapper(device_type: str, *args: Any, **kwargs: Any):
         if device_type == "cuda" and not torch.cuda.is_available():
@@ -208,6 +224,8 @@ def install_cuda_fallbacks(cuda_available: bool | None = None) -> bool:
 
     Only functions that would otherwise raise are replaced. Returns whether the fallbacks are active.
     """
+    import torch
+
     if cuda_available is None:
         cuda_available = torch.cuda.is_available()
     if cuda_available:
@@ -217,6 +235,7 @@ def install_cuda_fallbacks(cuda_available: bool | None = None) -> bool:
     torch.cuda.set_device = _fallback(torch.cuda.set_device, lambda: None)
     torch.cuda.synchronize = _fallback(torch.cuda.synchronize, lambda: None)
     torch.cuda.current_device = _fallback(torch.cuda.current_device, lambda: torch.device("cpu"))
+    torch.cuda.current_stream = _fallback(torch.cuda.current_stream, lambda: None)
 
     import torch.distributed.device_mesh as device_mesh
 
@@ -237,6 +256,8 @@ def cuda_index_while_constructing() -> Iterator[None]:
     only in ``sample()``, which the local engine never calls; ``"cuda:cpu"`` is not a valid name. Where
     CUDA is available this does nothing.
     """
+    import torch
+
     if not is_standin(torch.cuda.current_device):
         yield
         return
@@ -248,11 +269,140 @@ def cuda_index_while_constructing() -> Iterator[None]:
         torch.cuda.current_device = fallback
 
 
+# ── torchvision beside the CPU torch ──
+
+TORCHVISION_STANDIN_OPS = {
+    "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+}
+_torchvision_library: list[Any] = []  # keeps the defining torch.library.Library alive
+PTH_NAME = "riskpo_mm_torchvision_hook.pth"
+
+
+def _torch_op_exists(namespace: str, name: str) -> bool:
+    import torch
+
+    try:
+        getattr(getattr(torch.ops, namespace), name).default
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def define_missing_torchvision_ops() -> list[str]:
+    """Define the schemas of torchvision ops its compiled library did not provide; returns those defined.
+
+    Called right before ``torchvision._meta_registrations`` runs (after ``torchvision.extension`` tried
+    to load ``_C``): with working compiled ops it defines nothing.
+    """
+    import torch
+
+    missing = [name for name in TORCHVISION_STANDIN_OPS if not _torch_op_exists("torchvision", name)]
+    if missing:
+        lib = torch.library.Library("torchvision", "FRAGMENT")
+        for name in missing:
+            lib.define(TORCHVISION_STANDIN_OPS[name])
+        _torchvision_library.append(lib)
+    return missing
+
+
+class _TorchvisionMetaHook(importlib.abc.MetaPathFinder):
+    """Runs `define_missing_torchvision_ops` before ``torchvision._meta_registrations`` executes."""
+
+    target = "torchvision._meta_registrations"
+    defined: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None):
+        if fullname != self.target:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        original_exec = loader.exec_module
+        hook = self
+
+        def exec_module(module: types.ModuleType) -> None:
+            hook.defined = define_missing_torchvision_ops()
+            original_exec(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install_torchvision_hook() -> bool:
+    """Register the torchvision import hook (before torchvision is imported). Returns whether it is registered."""
+    if any(isinstance(f, _TorchvisionMetaHook) for f in sys.meta_path):
+        return True
+    if "torchvision._meta_registrations" in sys.modules:
+        return False  # too late: torchvision imported already (and worked, or failed)
+    sys.meta_path.insert(0, _TorchvisionMetaHook())
+    return True
+
+
+def torchvision_standin_active() -> bool:
+    """True if this process defined torchvision op schemas in place of its compiled library."""
+    return any(isinstance(f, _TorchvisionMetaHook) and f.defined for f in sys.meta_path)
+
+
+def write_pth_hook(site_dir: str | None = None) -> str:
+    """Write the ``.pth`` file that installs the torchvision hook in every interpreter of this environment."""
+    import os
+    import sysconfig
+
+    site_dir = site_dir or sysconfig.get_paths()["purelib"]
+    path = os.path.join(site_dir, PTH_NAME)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("import riskpo_mm.openrlhf_ext.compat as _c; _c.install_torchvision_hook()\n")
+    return path
+
+
+# ── actor -> vLLM weight sync without NCCL ──
+
+
+class GlooBroadcastGroup:
+    """A gloo process group with the ``broadcast(tensor, src, stream)`` call OpenRLHF makes on PyNccl's communicator."""
+
+    def __init__(self, host: str, port: int, rank: int, world_size: int) -> None:
+        from vllm.distributed.utils import stateless_init_torch_distributed_process_group
+
+        self.rank, self.world_size = rank, world_size
+        self.group = stateless_init_torch_distributed_process_group(host, port, rank, world_size, backend="gloo")
+
+    def broadcast(self, tensor: "torch.Tensor", src: int = 0, stream: Any = None) -> None:
+        self.group.broadcast(tensor, src).wait()
+
+
+def gloo_stateless_init_process_group(master_address: str, master_port: int, rank: int, world_size: int,
+                                      device: Any = None) -> GlooBroadcastGroup:
+    """Drop-in for OpenRLHF's ``stateless_init_process_group`` (PyNccl, CUDA only): the same group over gloo."""
+    return GlooBroadcastGroup(master_address, int(master_port), rank, world_size)
+
+
+def install_gloo_weight_sync(cuda_available: bool | None = None) -> bool:
+    """Without CUDA, make OpenRLHF's actor side of the weight sync build a gloo group instead of PyNccl's.
+
+    The vLLM side is `riskpo_mm.openrlhf_ext.vllm_ext.RiskPOWorkerWrap`. Returns whether it is active.
+    """
+    import torch
+
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if cuda_available:
+        return False
+    for name in ("openrlhf.utils.distributed_util", "openrlhf.trainer.ray.ppo_actor"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "stateless_init_process_group"):
+            module.stateless_init_process_group = gloo_stateless_init_process_group
+    return True
+
+
 def install(*, cuda_available: bool | None = None) -> dict[str, bool]:
     """Make OpenRLHF's Actor, PolicyLoss and DeepspeedStrategy import and run here. Idempotent.
 
     Returns which stand-ins are active: ``{"flash_attn": bool, "cuda_fallbacks": bool}``.
     """
+    install_torchvision_hook()
     return {
         "flash_attn": install_flash_attn_standin(),
         "cuda_fallbacks": install_cuda_fallbacks(cuda_available),
@@ -262,3 +412,9 @@ def install(*, cuda_available: bool | None = None) -> dict[str, bool]:
 def is_standin(module_or_fn: Any) -> bool:
     """True for a module or function that this file put in place."""
     return bool(getattr(module_or_fn, STANDIN_MARKER, False))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["install-hook"]:
+        sys.exit("usage: python -m riskpo_mm.openrlhf_ext.compat install-hook")
+    print(f"wrote {write_pth_hook()}")

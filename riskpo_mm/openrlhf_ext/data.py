@@ -53,8 +53,17 @@ def _image_json(ref: Any, base_dir: str | os.PathLike | None) -> str:
     return resolve_image_path(ref, base_dir)
 
 
-def prompt_messages(record: Record, instructions: dict[str, str] | None = None) -> list[dict[str, str]]:
-    """Chat messages with ``<image>`` marks for every image of the record."""
+def prompt_messages(record: Record, instructions: dict[str, str] | None = None,
+                    system_prompt: str | None = None) -> list[dict[str, str]]:
+    """Chat messages with ``<image>`` marks for every image of the record (``system_prompt`` first
+    unless the record's chat has a system turn, as `riskpo_mm.data.templates.build_messages` does)."""
+    messages = _prompt_messages(record, instructions)
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def _prompt_messages(record: Record, instructions: dict[str, str] | None) -> list[dict[str, str]]:
     unplaced = len(record.images) - record.prompt_text.count(IMAGE_PLACEHOLDER)
     if unplaced < 0:
         raise ValueError(
@@ -86,10 +95,11 @@ def openrlhf_row(
     base_dir: str | os.PathLike | None = None,
     instructions: dict[str, str] | None = None,
     reward: dict[str, Any] | None = None,
+    system_prompt: str | None = None,
 ) -> dict[str, Any]:
     """One PromptDataset row for ``record`` (relative image paths are taken from ``base_dir``)."""
     return {
-        INPUT_KEY: prompt_messages(record, instructions),
+        INPUT_KEY: prompt_messages(record, instructions, system_prompt),
         IMAGE_KEY: [_image_json(ref, base_dir) for ref in record.images],
         LABEL_KEY: json.dumps(label_for(record, reward), ensure_ascii=False),
     }
@@ -101,6 +111,8 @@ def write_openrlhf_jsonl(
     base_dir: str | os.PathLike | None = None,
     instructions: dict[str, str] | None = None,
     reward: dict[str, Any] | None = None,
+    system_prompt: str | None = None,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Write the dataset (atomically) and return the OpenRLHF data flags that read it.
 
@@ -109,8 +121,9 @@ def write_openrlhf_jsonl(
     ``data.max_images_per_prompt`` (0 for a text-only dataset).
     """
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+    if write:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}" if write else os.devnull
     max_images = 0
     seen: set[str] = set()
     with open(tmp, "w", encoding="utf-8") as f:
@@ -118,10 +131,11 @@ def write_openrlhf_jsonl(
             if record.id in seen:
                 raise ValueError(f"{path}: duplicate record id {record.id!r}; RiskPO groups samples by id")
             seen.add(record.id)
-            row = openrlhf_row(record, base_dir, instructions, reward)
+            row = openrlhf_row(record, base_dir, instructions, reward, system_prompt)
             max_images = max(max_images, len(row[IMAGE_KEY]))
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    if write:
+        os.replace(tmp, path)
     return {
         "data.prompt_dataset": path,
         "data.input_key": INPUT_KEY,

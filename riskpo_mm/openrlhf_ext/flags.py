@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
+from riskpo_mm.openrlhf_ext.dtype import PARAM_DTYPES
 
 ESTIMATOR_CHOICES = (*ESTIMATORS, "off")
 LOSS_CHOICES = ("riskpo", "openrlhf")
@@ -53,6 +54,8 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
         help="importance ratio of the RiskPO loss (default: token, or sequence with --actor.policy_loss_type gspo)",
     )
     group.add_argument("--riskpo.seed", type=int, default=None, help="estimator RNG seed (default: --train.seed)")
+    group.add_argument("--riskpo.metrics_file", default=None,
+                       help="append every step's metrics to this JSONL file (riskpo-mm's metrics.jsonl)")
     hints = get_type_hints(RiskPOConfig)
     for f in config_fields():
         hint = hints[f.name]
@@ -67,6 +70,9 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = str
         group.add_argument(f"--riskpo.{f.name}", **kwargs)
     parser.set_defaults(**{name: _UNSET for name in _CONTEXT_DEFAULTS})
+    for action in parser._actions:  # float32 training (riskpo_mm.openrlhf_ext.dtype)
+        if action.dest == "ds.param_dtype" and action.choices is not None:
+            action.choices = list(dict.fromkeys([*action.choices, *PARAM_DTYPES]))
 
 
 def resolve_context_defaults(ns: argparse.Namespace, error) -> None:

@@ -9,10 +9,9 @@ and gets back log-probs, entropies and training metrics.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -22,7 +21,6 @@ from riskpo_mm.openrlhf_ext import compat
 compat.install()
 compat.install_vllm_standin()  # ActorPPOTrainer's package imports vllm at module level; nothing here calls it
 
-import openrlhf.utils.utils as openrlhf_utils  # noqa: E402
 from openrlhf.models import Actor  # noqa: E402
 from openrlhf.trainer.ppo_utils.experience import Experience  # noqa: E402
 from openrlhf.trainer.ray.ppo_actor import ActorPPOTrainer  # noqa: E402
@@ -30,30 +28,17 @@ from openrlhf.utils.deepspeed import DeepspeedStrategy  # noqa: E402
 from openrlhf.utils.loss_utils import iter_grad_accum_global_norm  # noqa: E402
 from openrlhf.utils.vlm_utils import merge_mm_train_inputs  # noqa: E402
 
+from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype  # noqa: E402
 from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss  # noqa: E402
 
 __all__ = ["Experience", "LocalPolicy", "PolicyActor"]
-
-
-@contextlib.contextmanager
-def _fp32_param_dtype() -> Iterator[None]:
-    original = openrlhf_utils.convert_to_torch_dtype
-
-    def convert(param_dtype: str) -> torch.dtype:
-        return torch.float32 if param_dtype == "fp32" else original(param_dtype)
-
-    openrlhf_utils.convert_to_torch_dtype = convert
-    try:
-        yield
-    finally:
-        openrlhf_utils.convert_to_torch_dtype = original
 
 
 class PolicyActor(Actor):
     """`Actor` with `param_dtype` in {"bf16", "fp16", "fp32"} (DeepSpeed trains "fp32" in float32)."""
 
     def __init__(self, pretrain_or_model: Any, *args: Any, param_dtype: str = "bf16", **kwargs: Any) -> None:
-        with _fp32_param_dtype():
+        with fp32_param_dtype():
             super().__init__(pretrain_or_model, *args, param_dtype=param_dtype, **kwargs)
 
 

@@ -129,8 +129,9 @@ def parse_ray_args(argv: Sequence[str], *, exit_on_error: bool = False) -> Any:
 
 
 @contextlib.contextmanager
-def riskpo_ray_classes() -> Iterator[types.ModuleType]:
-    """Yield OpenRLHF's train_ppo_ray module with its trainer and policy actor swapped for ours.
+def riskpo_ray_classes(param_dtype: str = "bf16") -> Iterator[types.ModuleType]:
+    """Yield OpenRLHF's train_ppo_ray module with its trainer, policy actor and rollout actor
+    swapped for ours (the rollout engines run in the actor's ``param_dtype``).
 
     Only this (driver) process sees the swap: Ray workers receive our classes by reference and
     import them from riskpo_mm.
@@ -140,20 +141,27 @@ def riskpo_ray_classes() -> Iterator[types.ModuleType]:
     compat.install()
     cli = importlib.import_module(OPENRLHF_CLI)
     ppo_trainer = importlib.import_module("openrlhf.trainer.ppo_trainer")
+    vllm_engine = importlib.import_module("openrlhf.trainer.ray.vllm_engine")
     from riskpo_mm.openrlhf_ext.actor import RiskPOPolicyModelActor
     from riskpo_mm.openrlhf_ext.trainer import RiskPOPPOTrainer
+    from riskpo_mm.openrlhf_ext.vllm_ext import rollout_actor_class
 
-    saved = (cli.PolicyModelActor, ppo_trainer.PPOTrainer)
+    rollout_actor = rollout_actor_class(param_dtype)
+    saved = (cli.PolicyModelActor, ppo_trainer.PPOTrainer, vllm_engine.RolloutRayActor)
     cli.PolicyModelActor, ppo_trainer.PPOTrainer = RiskPOPolicyModelActor, RiskPOPPOTrainer
+    vllm_engine.RolloutRayActor = rollout_actor
     try:
         yield cli
     finally:
-        cli.PolicyModelActor, ppo_trainer.PPOTrainer = saved
+        cli.PolicyModelActor, ppo_trainer.PPOTrainer, vllm_engine.RolloutRayActor = saved
 
 
 def launch(args: Any) -> None:
     """OpenRLHF's ``train(args)`` with the RiskPO trainer and policy actor."""
-    with riskpo_ray_classes() as cli:
+    if args.ds.param_dtype == "fp32" and args.algo.kl.init_coef > 0:
+        raise RayArgsError("--ds.param_dtype fp32 with a KL term (--algo.kl.init_coef > 0): OpenRLHF's reference "
+                           "model actor loads only bf16/fp16 on the Ray engine; use bf16 or drop the KL term")
+    with riskpo_ray_classes(args.ds.param_dtype) as cli:
         cli.train(args)
 
 

