@@ -190,3 +190,21 @@ def test_math_grading_works_off_the_main_thread():
     t.start()
     t.join()
     assert out[0].accuracy == 1.0 and not out[0].reason.startswith("error")
+
+
+@pytest.mark.parametrize("gold", [float("nan"), "nan", "NaN", float("inf"), []])
+def test_nan_or_empty_gold_is_a_data_error_never_matched_by_boxed_nan(gold):
+    router = RewardRouter()
+    res = router.score({"task": "math", "answer": gold}, B("nan"))
+    assert res.reward == 0.0 and res.reason.startswith("error: bad gold"), res
+
+
+def test_escaped_dollar_is_not_a_math_delimiter():
+    assert score({"task": "math", "answer": "\\$18.90"}, B("\\$18.90")).reason == "correct"
+    assert score({"task": "math", "answer": "18.9"}, T("The total is \\boxed{\\$18.90}")).accuracy == 1.0
+
+
+def test_separately_boxed_parts_join_only_across_connectors():
+    assert final_answer(T("\\boxed{1},\\boxed{2}, and \\boxed{3}"))[0] == "1, 2, 3"
+    assert final_answer(T("\\boxed{4}, on reflection \\boxed{5}"))[0] == "5"
+    assert final_answer(T("\\boxed{4} \\boxed{5}"))[0] == "5"

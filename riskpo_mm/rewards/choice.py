@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import string
 
-from .extract import ANSWER_IS_RE, boxed_contents, normalise_unicode, split_think, think_format_ok, unbox
+from .extract import (ANSWER_IS_RE, MAX_ANSWER_CHARS, MAX_RESPONSE_CHARS, PHRASE_WINDOW, boxed_contents,
+                      normalise_unicode, split_think, think_format_ok, unbox)
 from .record_view import RecordView
 from .result import GoldAnswerError, GradeOutcome
 
@@ -73,13 +74,18 @@ class ChoiceGrader:
 
     def __call__(self, record: RecordView, response: str) -> GradeOutcome:
         gold = gold_letter(record)
+        if len(response) > MAX_RESPONSE_CHARS:
+            return GradeOutcome(0.0, False, "response too long")
         _, tail = split_think(response)
         boxes = boxed_contents(tail)
         fmt = think_format_ok(response) and bool(boxes)
         rest = ""
         if boxes:
+            if len(boxes[-1]) > MAX_ANSWER_CHARS:
+                return GradeOutcome(0.0, fmt, "answer too long")
             text = unbox(boxes[-1])
         else:
+            tail = tail[-PHRASE_WINDOW:]
             phrases = list(ANSWER_IS_RE.finditer(tail))
             if phrases:  # letters named after the last "answer is X" count too ("B. No, C.")
                 text, rest = phrases[-1].group(1), tail[phrases[-1].end(1):]

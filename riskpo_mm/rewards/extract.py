@@ -7,7 +7,9 @@ final answer: ``\\boxed{...}`` (math, geometry, numeric, multiple choice) or a
 Everything here is a single left-to-right scan (no nested rescans, no
 backtracking regexes over unbounded text), so a 10 MB hostile response is read
 in well under a second. Limits (see docs/grading.md): responses over
-``MAX_RESPONSE_CHARS`` are not read, box nesting beyond ``MAX_BOX_NESTING`` ends
+``MAX_RESPONSE_CHARS`` are not read, boxes and code fences are looked for in
+the last ``BOX_WINDOW`` characters (the answer is at the end), box nesting
+beyond ``MAX_BOX_NESTING`` (or brace nesting beyond ``MAX_BRACE_DEPTH``) ends
 the scan, an answer over ``MAX_ANSWER_CHARS`` is refused, the "answer is"
 phrase is looked for in the last ``PHRASE_WINDOW`` characters only.
 """
@@ -23,6 +25,8 @@ MAX_RESPONSE_CHARS = 10_000_000
 MAX_ANSWER_CHARS = 4000
 MAX_BOX_NESTING = 64
 PHRASE_WINDOW = 8000
+BOX_WINDOW = 1_000_000  # boxes and code fences are read from the last 1 MB of the answer part
+MAX_BRACE_DEPTH = 10_000
 _KEEP_BOXES = 4096  # closed boxes remembered (the last ones: the answer is at the end)
 
 _TOKEN_RE = re.compile(r"\\(?:boxed|fbox)\s*\{|\\[{}]|[{}]")
@@ -86,7 +90,7 @@ def scan_boxes(text: str) -> list[Box]:
     out: deque[Box] = deque(maxlen=_KEEP_BOXES)
     depth = 0  # open braces of any kind
     boxes: list[tuple[int, int, int]] = []  # open boxes: (start, content start, brace depth at open)
-    for m in _TOKEN_RE.finditer(text):
+    for m in _TOKEN_RE.finditer(text, max(0, len(text) - BOX_WINDOW)):
         tok = m.group()
         if tok[0] == "\\" and len(tok) == 2:
             continue
@@ -103,6 +107,8 @@ def scan_boxes(text: str) -> list[Box]:
                 break
             boxes.append((m.start(), m.end(), depth))
         depth += 1
+        if depth > MAX_BRACE_DEPTH:
+            break
     return list(out)
 
 
@@ -221,11 +227,12 @@ def code_block(response: str) -> tuple[str | None, bool]:
     """(code of the last fenced block after ``</think>``, whether it was tagged python).
 
     Fences pair up left to right (an opening ```` ```lang ```` line, then the next
-    ```` ``` ````); an unclosed fence ends the search. One pass over the text.
+    ```` ``` ````); an unclosed fence ends the search. One pass over the last
+    ``BOX_WINDOW`` characters.
     """
     _, tail = split_think(response)
     blocks: list[tuple[str, str]] = []
-    pos = 0
+    pos = max(0, len(tail) - BOX_WINDOW)
     while True:
         start = tail.find("```", pos)
         if start < 0:
