@@ -6,6 +6,14 @@ naming file, line (JSONL, 1-based) or row (parquet / HF dataset, 0-based) and
 field, or under on_bad_record="skip" is left out and listed in `RecordSet.bad`
 (a warning with the count is logged too): nothing vanishes silently.
 
+Images: a path must stay inside the data file's folder (an HF dataset: the
+folder itself) or inside `image_root` (`data.image_root`); `../x.png`, an
+absolute path or a symlink leading elsewhere is a DataError. An image's
+declared size is read from its header and checked against
+`images.SOURCE_PIXELS_FACTOR x max_pixels` before anything is decoded;
+validation then only verifies the file's structure (`Image.verify`), never
+decodes the pixels.
+
 Mixtures: with `weights`, each output slot picks a source with probability
 proportional to its weight (seeded RNG); within a source, records come in a
 seeded random order and a new permutation starts when it runs out, so small
@@ -26,7 +34,8 @@ from typing import Any
 
 from PIL import Image
 
-from .images import ImageError, resolve_image_path
+from .images import (ImageError, check_declared_size, image_bytes, looks_like_base64, resolve_image_path,
+                     source_pixel_limit)
 from .record import BadRecord, DataError, Record
 
 log = logging.getLogger(__name__)
@@ -55,8 +64,15 @@ def load_records(
     seed: int = 0,
     num_samples: int | None = None,
     check_images: bool = True,
+    image_root: str | os.PathLike | None = None,
+    max_pixels: int | None = None,
 ) -> RecordSet:
-    """Load and validate records from one or several sources (see module doc for mixtures)."""
+    """Load and validate records from one or several sources (see module doc for mixtures and images).
+
+    image_root: the one folder besides each data file's own that image paths may point into.
+    max_pixels: the resize budget (data.max_pixels); sources declaring more than
+    ``SOURCE_PIXELS_FACTOR`` times it are rejected from their header.
+    """
     if on_bad_record not in {"error", "skip"}:
         raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
     paths = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
@@ -69,8 +85,10 @@ def load_records(
             raise ValueError(f"load_records: weights must be > 0, got {list(weights)}")
     sources: list[list[Record]] = []
     bad: list[BadRecord] = []
+    images = _ImagePolicy(os.path.realpath(os.fspath(image_root)) if image_root else None,
+                          source_pixel_limit(max_pixels), check_images)
     for p in paths:
-        recs, b = _load_source(os.fspath(p), on_bad_record, check_images)
+        recs, b = _load_source(os.fspath(p), on_bad_record, images)
         sources.append(recs)
         bad.extend(b)
     if bad:
@@ -102,7 +120,18 @@ def _mix(sources: list[list[Record]], weights: list[float], seed: int, num_sampl
     return out
 
 
-def _load_source(path: str, on_bad_record: str, check_images: bool) -> tuple[list[Record], list[BadRecord]]:
+class _ImagePolicy:
+    """Where image paths may point and how large a source image may be."""
+
+    def __init__(self, root: str | None, max_source_pixels: int, check: bool) -> None:
+        self.root, self.max_source_pixels, self.check = root, max_source_pixels, check
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _load_source(path: str, on_bad_record: str, images: _ImagePolicy) -> tuple[list[Record], list[BadRecord]]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"data source not found: {path}")
     base_dir = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else os.path.abspath(path)
@@ -123,7 +152,7 @@ def _load_source(path: str, on_bad_record: str, check_images: bool) -> tuple[lis
             rec = Record.from_dict(row, where)
             if rec.id in seen:
                 raise DataError(where, "id", f"duplicate id {rec.id!r} (first at {unit} {seen[rec.id]}); ids must be unique")
-            rec.images = [_checked_image(im, base_dir, where, k, check_images) for k, im in enumerate(rec.images)]
+            rec.images = [_checked_image(im, base_dir, where, k, images) for k, im in enumerate(rec.images)]
             seen[rec.id] = pos
             records.append(rec)
         except DataError as e:
@@ -133,8 +162,9 @@ def _load_source(path: str, on_bad_record: str, check_images: bool) -> tuple[lis
     return records, bad
 
 
-def _checked_image(ref: Any, base_dir: str, where: str, k: int, check: bool) -> Any:
-    """Resolve relative paths against the data file's folder; verify the image decodes."""
+def _checked_image(ref: Any, base_dir: str, where: str, k: int, policy: _ImagePolicy) -> Any:
+    """Resolve relative paths against the data file's folder, keep paths contained, check the header size
+    and that the image's structure verifies (no pixels decoded)."""
     field = f"images[{k}]"
     if isinstance(ref, str) and ref.startswith(("http://", "https://")):
         raise DataError(where, field, "image URLs are not fetched (no network); give a path or base64 data")
@@ -142,27 +172,44 @@ def _checked_image(ref: Any, base_dir: str, where: str, k: int, check: bool) -> 
         ref = str(ref["path"])
     if isinstance(ref, str) and not ref.startswith("data:"):
         path = resolve_image_path(ref, base_dir)
+        if os.path.isfile(path) or not looks_like_base64(ref):
+            _check_contained(ref, path, base_dir, where, field, policy.root)
         if os.path.isfile(path):
             ref = path
-    if not check:
+    if not policy.check:
         return ref
     try:
         if isinstance(ref, str) and os.path.isfile(ref):
             with Image.open(ref) as im:
+                check_declared_size(im, ref, policy.max_source_pixels)
                 im.verify()
-        elif isinstance(ref, (bytes, bytearray)) or isinstance(ref, dict):
-            data = bytes(ref["bytes"]) if isinstance(ref, dict) else bytes(ref)
+        elif isinstance(ref, Image.Image):
+            check_declared_size(ref, "PIL image", policy.max_source_pixels)
+        else:
+            data = image_bytes(ref)
+            if data is None:
+                if isinstance(ref, str) and looks_like_base64(ref):
+                    data = image_bytes("data:;base64," + ref)
+                else:
+                    raise ImageError(f"image file not found: {resolve_image_path(str(ref), base_dir)}")
             with Image.open(io.BytesIO(data)) as im:
+                check_declared_size(im, "image data", policy.max_source_pixels)
                 im.verify()
-        elif not isinstance(ref, Image.Image):
-            from .images import load_image
-
-            load_image(ref, base_dir)
     except ImageError as e:
         raise DataError(where, field, str(e)) from None
     except Exception as e:  # PIL raises many types for corrupt data
         raise DataError(where, field, f"corrupt image ({type(e).__name__}: {e})") from None
     return ref
+
+
+def _check_contained(ref: str, path: str, base_dir: str, where: str, field: str, root: str | None) -> None:
+    """DataError unless ``path`` (symlinks followed) lies in the data folder or ``root``."""
+    real = os.path.realpath(path)
+    if _inside(real, os.path.realpath(base_dir)) or (root is not None and _inside(real, root)):
+        return
+    allowed = f"the data folder {base_dir}" + (f" or data.image_root {root}" if root else "")
+    hint = "" if root else "; set data.image_root to the folder that holds it to allow it"
+    raise DataError(where, field, f"image path {ref[:200]!r} resolves to {real}, outside {allowed}{hint}")
 
 
 def _jsonl_rows(path: str) -> Iterator[tuple[int, Any]]:

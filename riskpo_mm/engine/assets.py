@@ -44,4 +44,5 @@ def load_sources(cfg: RunConfig, sources: list[DataSource], *, mix: bool) -> Rec
     """The records of `sources` under the config's bad-record policy: a weighted, seeded mixture for
     training (`mix`), every record exactly once in order for evaluation."""
     weights = [s.weight for s in sources] if mix else None
-    return load_records([s.path for s in sources], on_bad_record=cfg.data.on_bad_record, weights=weights, seed=cfg.seed)
+    return load_records([s.path for s in sources], on_bad_record=cfg.data.on_bad_record, weights=weights, seed=cfg.seed,
+                        image_root=cfg.data.image_root, max_pixels=cfg.data.max_pixels)
