@@ -104,8 +104,7 @@ class RayCluster:
             cmd = self.start_command()
             self.commands.append(cmd)
             if not self.dry_run:
-                env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-                done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                done = subprocess.run(cmd, env=job_env(), capture_output=True, text=True)  # workers inherit it
                 if done.returncode != 0:
                     raise RayRunError(f"`{shlex.join(cmd)}` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
                 self.started = True

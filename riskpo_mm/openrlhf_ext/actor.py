@@ -5,7 +5,8 @@ replaced by `RiskPOPolicyLoss` (``--riskpo.loss riskpo``, the default); ``--risk
 keeps OpenRLHF's ``PolicyLoss``. Everything else (forwards, DeepSpeed update, weight sync to vLLM,
 checkpoints) is OpenRLHF's, with three additions:
 
-- ``--ds.param_dtype fp32`` trains in float32 (OpenRLHF maps only bf16/fp16);
+- ``--ds.param_dtype fp32`` trains in float32 (OpenRLHF maps only bf16/fp16) and logs the gradient
+  norm DeepSpeed clips at (its float32 ZeRO-0 path drops it);
 - without CUDA, the replay buffer is built while the device index reads 0 (OpenRLHF formats
   ``cuda:{current_device()}`` into a device it never uses on this path) and the weight sync
   runs over gloo (`compat.install_gloo_weight_sync`);
@@ -30,7 +31,7 @@ from openrlhf.trainer.ray.ppo_actor import PolicyModelActor  # noqa: E402
 
 compat.install_gloo_weight_sync()
 
-from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype  # noqa: E402
+from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype, keep_fp32_grad_norm  # noqa: E402
 from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss  # noqa: E402
 
 
@@ -60,6 +61,7 @@ class RiskPOPolicyModelActorImpl(PolicyModelActor.__ray_actor_class__):
                 stack.enter_context(fp32_param_dtype())
             stack.enter_context(compat.cuda_index_while_constructing())
             super().init_model_from_pretrained(strategy, pretrain, max_steps=max_steps, vllm_engines=vllm_engines)
+        keep_fp32_grad_norm(self.actor.model)
         install_riskpo_loss(self.trainer, strategy.args)
 
     def save_model(self):

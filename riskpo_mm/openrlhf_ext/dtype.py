@@ -8,7 +8,7 @@ bf16 nor fp16 enabled, the model loaded in float32. Both engines build OpenRLHF'
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 PARAM_DTYPES = ("bf16", "fp16", "fp32")
 
@@ -29,3 +29,19 @@ def fp32_param_dtype() -> Iterator[None]:
         yield
     finally:
         openrlhf_utils.convert_to_torch_dtype = original
+
+
+def keep_fp32_grad_norm(engine: Any) -> None:
+    """Make a float32 ZeRO-0 DeepSpeed engine report the gradient norm it clips at.
+
+    That path clips through `clip_fp32_gradients` and drops the norm, so `get_global_grad_norm` (OpenRLHF's
+    `actor_grad_norm`) would read 0; every other path records it itself and is left alone.
+    """
+    if engine.fp16_enabled() or engine.bfloat16_enabled() or engine.amp_enabled() or engine.zero_optimization():
+        return
+    from deepspeed.runtime.utils import clip_grad_norm_
+
+    def clip_and_keep() -> None:
+        engine._global_grad_norm = clip_grad_norm_(engine.module.parameters(), engine.gradient_clipping(), mpu=engine.mpu)
+
+    engine.clip_fp32_gradients = clip_and_keep

@@ -28,7 +28,7 @@ from openrlhf.utils.deepspeed import DeepspeedStrategy  # noqa: E402
 from openrlhf.utils.loss_utils import iter_grad_accum_global_norm  # noqa: E402
 from openrlhf.utils.vlm_utils import merge_mm_train_inputs  # noqa: E402
 
-from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype  # noqa: E402
+from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype, keep_fp32_grad_norm  # noqa: E402
 from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss  # noqa: E402
 
 __all__ = ["Experience", "LocalPolicy", "PolicyActor"]
@@ -162,22 +162,6 @@ class LocalPolicy:
 
     def load_state(self, in_dir: str) -> None:
         self.actor.model.load_checkpoint(in_dir, tag="state")
-
-
-def keep_fp32_grad_norm(engine: Any) -> None:
-    """Make a float32 ZeRO-0 DeepSpeed engine report the gradient norm it clips at.
-
-    That path clips through `clip_fp32_gradients` and drops the norm, so `get_global_grad_norm` (OpenRLHF's
-    `actor_grad_norm`) would read 0; every other path records it itself and is left alone.
-    """
-    if engine.fp16_enabled() or engine.bfloat16_enabled() or engine.amp_enabled() or engine.zero_optimization():
-        return
-    from deepspeed.runtime.utils import clip_grad_norm_
-
-    def clip_and_keep() -> None:
-        engine._global_grad_norm = clip_grad_norm_(engine.module.parameters(), engine.gradient_clipping(), mpu=engine.mpu)
-
-    engine.clip_fp32_gradients = clip_and_keep
 
 
 def build_experience(**fields: Any) -> Experience:
