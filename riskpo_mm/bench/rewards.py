@@ -1,6 +1,10 @@
 """Reward throughput: graded responses/s, sandboxed code runs/s, sandbox overhead.
 
-``python -m riskpo_mm.bench.rewards [--n 200] [--programs 16] [--workers 4]``
+``python -m riskpo_mm.bench.rewards [--n 200] [--programs 16] [--workers 4] [--json PATH]``
+
+Grader worst cases: the slowest ``score()`` per grader over the pathological
+set (``riskpo_mm.rewards.pathological``, 10 MB responses, sympy hangs), in
+the main thread and with 8 threads at once.
 
 Baselines measured in the same run: bare math-verify parse+verify for math,
 the sequential loop for the pool, a bare ``python -c pass`` for the sandbox.
@@ -9,7 +13,9 @@ the sequential loop for the pool, a bare ``python -c pass`` for the sandbox.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import threading
 import subprocess
 import sys
 import time
@@ -17,6 +23,7 @@ import time
 from math_verify import parse, verify
 
 from riskpo_mm.rewards import RewardRouter
+from riskpo_mm.rewards.pathological import pathological_responses
 from riskpo_mm.rewards.symbolic import _parse_gold_cached
 from riskpo_mm.rewards.sandbox import CodeJob, SandboxLimits, SandboxPool, run_tests
 
@@ -49,6 +56,31 @@ def _rate(fn, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _worst_latency(router: RewardRouter, task: str, responses: list[str], threads: int) -> float:
+    """Slowest score() over ``responses`` (each of ``threads`` threads grades them all)."""
+    rec = {"task": task, "answer": "B" if task == "mcq" else "2", "choices": ["1", "2", "3", "4"]}
+    worst = [0.0]
+    lock = threading.Lock()
+
+    def run() -> None:
+        for resp in responses:
+            t0 = time.perf_counter()
+            router.score(rec, resp)
+            dt = time.perf_counter() - t0
+            with lock:
+                worst[0] = max(worst[0], dt)
+
+    if threads == 1:
+        run()
+    else:
+        ts = [threading.Thread(target=run) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    return worst[0]
+
+
 def _programs(k: int) -> list[CodeJob]:
     code = "def f(x):\n    return {m} * x + 1\n"
     tests = [f"assert f({j}) == {{m}} * {j} + 1" for j in range(5)]
@@ -61,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--programs", type=int, default=16, help="code programs (5 asserts each)")
     ap.add_argument("--workers", type=int, default=4, help="sandbox pool size")
     ap.add_argument("--repeats", type=int, default=15, help="runs for the overhead median")
+    ap.add_argument("--pathological-mb", type=float, default=10.0, help="size of the long pathological responses")
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     router = RewardRouter()
     rows: list[tuple[str, float, str, str]] = []
@@ -78,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     crecs, cresps = _choice_batch(args.n)
     choice_rate = _rate(lambda: router.score_batch(crecs, cresps), args.n)
     rows.append(("multiple choice graded", choice_rate, "resp/s", f"{choice_rate / raw:.2f}x"))
+    bad = [r for _, r in pathological_responses(int(args.pathological_mb * 1e6))]
+    for task in ("math", "geometry", "mcq"):
+        for threads, where in ((1, "main thread"), (8, "8 threads")):
+            worst = _worst_latency(router, task, bad, threads)
+            rows.append((f"{task} worst case, pathological set ({where})", worst * 1e3, "ms", ""))
 
     jobs = _programs(args.programs)
     limits = SandboxLimits(timeout_s=5.0, memory_mb=512)
@@ -108,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, val, unit, ratio in rows:
         print(f"{name:<{width}}  {val:>9.1f}  {unit:<6}  {ratio}")
     print(f"isolation: {iso}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": [{"measure": n, "value": v, "unit": u, "ratio": r} for n, v, u, r in rows],
+                       "isolation": iso, "grader_stats": router.stats()}, f, indent=1)
     return 0
 
 
