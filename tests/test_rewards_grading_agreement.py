@@ -24,8 +24,6 @@ APPLICABLE = [(i, c) for i, c in enumerate(CASES) if not c["excluded"]]
 DELIBERATE = {
     31: "'$ \\n 9 \\n $' inside a box reads as 9 (math-verify's delimiter regex skips newlines: 0)",
     32: "'\\( \\n 9 \\n \\)' inside a box reads as 9 (as above)",
-    62: "'\\boxed{12 $ and $13}': dollars inside a box split it; math-verify joins the pieces",
-    172: "a solution with \\boxed{200} ... \\boxed{255} and a later 'answer is 10455': the last box wins",
     231: "a gold math-verify cannot parse is a data error, never matched as a raw string",
 }
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from .record_view import RecordView, as_record
 from .result import GoldAnswerError, GradeOutcome, RewardResult
+from .grading_pool import GradeTimeout
 from .router import Grader, RewardRouter
 from .weights import RewardWeights, TaskWeights
 
@@ -35,10 +36,10 @@ def register_task(name: str, grader: Grader, replace: bool = True) -> None:
 
 
 def stats() -> dict[str, int]:
-    """Counters of the default router (scored, errors, bad_gold; per task too)."""
+    """Counters of the default router (scored, errors, bad_gold, timeouts; per task too)."""
     return router.stats()
 
 
-__all__ = ["GoldAnswerError", "GradeOutcome", "Grader", "RecordView", "RewardResult", "RewardRouter",
+__all__ = ["GoldAnswerError", "GradeOutcome", "GradeTimeout", "Grader", "RecordView", "RewardResult", "RewardRouter",
            "RewardWeights", "TaskWeights", "as_record", "register_task", "router", "score", "score_batch",
            "stats"]
