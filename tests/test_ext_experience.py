@@ -156,7 +156,6 @@ def test_in_reward_kl_is_rejected_with_the_flags_to_use():
 
 @pytest.fixture(scope="module")
 def maker_cls():
-    compat.install_vllm_standin()
     from riskpo_mm.openrlhf_ext.experience import RiskPOExperienceMaker
 
     return RiskPOExperienceMaker

@@ -109,7 +109,6 @@ def test_to_openrlhf_args_spells_bools_and_lists_like_argparse_expects():
 @pytest.fixture(scope="module")
 def ext():
     compat.install()
-    compat.install_vllm_standin()
     from riskpo_mm.openrlhf_ext import actor, trainer
 
     return SimpleNamespace(actor=actor, trainer=trainer)

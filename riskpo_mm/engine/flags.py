@@ -47,7 +47,7 @@ def openrlhf_argv(
     P, n = cfg.rollout.prompts_per_step, cfg.rollout.n_samples_per_prompt
     loss, alg = cfg.algorithm.loss, cfg.algorithm
     flags: dict[str, Any] = {
-        "actor.model_name_or_path": str(Path(model_path or cfg.model.path).resolve()),
+        "actor.model_name_or_path": local_or_hub(model_path or cfg.model.path),
         "ds.attn_implementation": cfg.model.attn_implementation,
         "ds.param_dtype": PARAM_DTYPE[cfg.model.dtype],
         "ds.zero_stage": cfg.train.zero_stage,
@@ -109,6 +109,12 @@ def openrlhf_argv(
             flags[f"riskpo.{f.name}"] = getattr(alg.riskpo, f.name)
     flags.update(cfg.ray.extra_args)
     return to_openrlhf_args(flags)
+
+
+def local_or_hub(path: str) -> str:
+    """An existing or explicitly local model path made absolute; a hub id ("Qwen/Qwen2.5-VL-7B-Instruct") as is."""
+    p = Path(path)
+    return str(p.resolve()) if p.exists() or path.startswith((".", "/", "~")) else path
 
 
 def _has_cuda() -> bool:

@@ -202,7 +202,8 @@ def run_ray(cfg: RunConfig, *, resume: bool = False, launcher: str = "direct", d
     phases: dict[str, float] = {}
     run_dir = cfg.run_dir.resolve()
     if dry_run:
-        job = ray_command(cfg, resume=resume, write=False)
+        sft_model = str(run_dir / "sft_model") if cfg.sft.enabled else None
+        job = ray_command(cfg, resume=resume, write=False, model_path=sft_model)
         with RayCluster(cfg, dashboard=launcher == "submit", dry_run=True) as cluster:
             for cmd in cluster.commands:
                 print(shlex.join(cmd))

@@ -15,11 +15,6 @@ fixes exactly that, and nothing else:
   ``init_device_mesh("cuda", ...)`` builds a CPU mesh. DeepSpeed picks its CPU accelerator
   (gloo) by itself.
 
-``install_vllm_standin()`` is separate and opt-in: it lets modules under ``openrlhf.trainer.ray``
-(which import ``vllm`` at module level) be imported where vllm is absent: the local engine takes
-``ActorPPOTrainer`` from there and never generates with vLLM, and CPU tests construct the Ray
-classes. It refuses to shadow an installed vllm; the Ray engine needs the real one.
-
 ``install_torchvision_hook()`` covers the CPU install profile: the registry's torchvision wheels
 are CUDA builds whose compiled ops (``torchvision._C``) cannot load beside the CPU torch, and
 ``torchvision/_meta_registrations.py`` then fails at import (``operator torchvision::nms does not
@@ -42,7 +37,6 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-import uuid
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
@@ -153,40 +147,6 @@ def install_flash_attn_standin() -> bool:
             ),
             "flash_attn.utils": (True, {}),
             "flash_attn.utils.distributed": (False, dict(all_gather=all_gather)),
-        }
-    )
-    return True
-
-
-class SamplingParams:
-    """Keyword bag standing in for ``vllm.SamplingParams`` (construction only; nothing samples)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.__dict__.update(kwargs)
-
-    def __repr__(self) -> str:
-        return f"SamplingParams({self.__dict__})"
-
-
-class TokensPrompt(dict):
-    """Stand-in for ``vllm.inputs.TokensPrompt`` (a TypedDict there)."""
-
-
-def random_uuid() -> str:
-    return uuid.uuid4().hex
-
-
-def install_vllm_standin() -> bool:
-    """Make ``import vllm`` work where vllm is not installed (nothing in it generates). Never shadows a real vllm."""
-    if _real_module_available("vllm"):
-        return False
-    if getattr(sys.modules.get("vllm"), STANDIN_MARKER, False):
-        return True
-    _register(
-        {
-            "vllm": (True, {"__version__": "0.0.0+riskpo_mm.standin", "SamplingParams": SamplingParams}),
-            "vllm.inputs": (False, {"TokensPrompt": TokensPrompt}),
-            "vllm.utils": (False, {"random_uuid": random_uuid}),
         }
     )
     return True
@@ -340,9 +300,9 @@ def install_torchvision_hook() -> bool:
     return True
 
 
-def torchvision_standin_active() -> bool:
-    """True if this process defined torchvision op schemas in place of its compiled library."""
-    return any(isinstance(f, _TorchvisionMetaHook) and f.defined for f in sys.meta_path)
+def torchvision_standin_ops() -> list[str]:
+    """The torchvision op schemas this process defined in place of its compiled library ([] if none)."""
+    return [op for f in sys.meta_path if isinstance(f, _TorchvisionMetaHook) for op in f.defined]
 
 
 def write_pth_hook(site_dir: str | None = None) -> str:

@@ -19,7 +19,6 @@ import torch.distributed as dist
 from riskpo_mm.openrlhf_ext import compat
 
 compat.install()
-compat.install_vllm_standin()  # ActorPPOTrainer's package imports vllm at module level; nothing here calls it
 
 from openrlhf.models import Actor  # noqa: E402
 from openrlhf.trainer.ppo_utils.experience import Experience  # noqa: E402
