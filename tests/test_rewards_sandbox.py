@@ -63,10 +63,11 @@ def test_environment_is_minimal_and_work_dir_writable(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "leak")
     code = ("import os\n"
             "keys = sorted(os.environ)\n"
-            "open('scratch.txt', 'w').write('ok')\n")
+            "open('scratch.txt', 'w').write('ok')\n"
+            "scratch = open('scratch.txt').read()\n")
     res = run_tests(code, ["assert 'AWS_SECRET_ACCESS_KEY' not in keys, keys",
-                           "assert set(keys) <= {'PATH', 'LANG', 'HOME', 'PYTHONDONTWRITEBYTECODE', 'PYTHONHASHSEED'}",
-                           "assert open('scratch.txt').read() == 'ok'"])
+                           "assert set(keys) <= {'PATH', 'LANG', 'HOME', 'PYTHONDONTWRITEBYTECODE', 'PYTHONHASHSEED', 'PWD'}",
+                           "assert scratch == 'ok'"])
     assert res.status == "ok", res
 
 
@@ -81,11 +82,29 @@ def test_standard_library_imports_work_inside():
     assert run_tests(code, ["assert math.gcd(12, 18) == 6"]).status == "ok"
 
 
-@pytest.mark.parametrize("isolation", ["userns", "none"])
-def test_other_isolation_levels_run_and_say_which(isolation):
+@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+def test_each_isolation_level_runs_and_says_which_and_what_it_leaves_open(isolation):
     res = run_tests(ADD, ADD_TESTS, limits=SandboxLimits(isolation=isolation))
     assert res.status == "ok", res
-    assert res.isolation.startswith("user+" if isolation == "userns" else "none")
+    assert res.isolation.startswith(isolation) and res.not_covered
+
+
+def test_tests_see_the_solutions_plain_values_and_call_its_functions():
+    code = "N = 3\nPAIR = (1, 'a')\nclass Box:\n    def __init__(self, v):\n        self.v = v\n    def get(self):\n        return self.v\n"
+    tests = ["assert N == 3 and PAIR == (1, 'a')", "b = Box([1, 2])\nassert b.get() == [1, 2] and b.v == [1, 2]",
+             "import math\nassert math.isclose(Box(0.1 + 0.2).get(), 0.3)"]
+    assert run_tests(code, tests).status == "ok"
+
+
+def test_in_place_changes_to_list_arguments_are_seen_by_the_tests():
+    code = "def fill(xs):\n    xs.append(1)\n"
+    assert run_tests(code, ["a = []\nfill(a)\nassert a == [1]"]).status == "ok"
+
+
+def test_exceptions_of_the_solution_reach_the_tests_as_builtin_types():
+    code = "def root(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x ** 0.5\n"
+    test = "try:\n    root(-1)\n    assert False\nexcept ValueError:\n    pass"
+    assert run_tests(code, [test]).status == "ok"
 
 
 def test_malformed_tests_are_rejected_with_the_reason():
