@@ -135,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
 
     bare = statistics.median(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
                              for _ in range(args.repeats))
-    boxed = statistics.median(timed(lambda: run_tests("pass", ["assert True"], limits=limits))
-                              for _ in range(args.repeats))
     rows.append(("bare `python -c pass` (median)", bare * 1e3, "ms", "1.00x"))
-    rows.append(("one sandboxed run (median)", boxed * 1e3, "ms", f"{boxed / bare:.2f}x"))
+    for label, mode in (("bwrap + cgroup", {}), ("bwrap, no cgroup", {"cgroup": "off"}),
+                        ("isolation none", {"isolation": "none"})):  # per isolation mode, same run
+        lim = SandboxLimits(**{**limits.__dict__, **mode})
+        boxed = statistics.median(timed(lambda: run_tests("pass", ["assert True"], limits=lim))
+                                  for _ in range(args.repeats))
+        rows.append((f"one sandboxed run, {label} (median)", boxed * 1e3, "ms", f"{boxed / bare:.2f}x"))
     rows.append(("sandbox overhead over bare python", (boxed - bare) * 1e3, "ms", ""))
 
     iso = run_tests("pass", ["assert True"], limits=limits).isolation
