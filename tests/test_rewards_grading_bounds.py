@@ -132,3 +132,26 @@ def test_any_integer_or_fraction_is_graded_like_its_value(a, b):
     assert router.score({"task": "math", "answer": str(a + 1)}, f"<think>x</think> \\boxed{{{a}}}").accuracy == 0.0
     frac = f"\\frac{{{a * b}}}{{{b}}}"
     assert router.score({"task": "geometry", "answer": str(a)}, f"<think>x</think> \\boxed{{{frac}}}").accuracy == 1.0
+
+
+def test_a_forked_child_grades_with_its_own_workers_not_the_parents():
+    import os
+
+    pool = GradingPool(workers=1, task_timeout_s=5.0)
+    try:
+        assert pool.call("grade", ("1", ["1"], False), time.monotonic() + 20)[0] == "correct"
+        parent_pids = pool.pids()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: must not talk on the parent's pipes
+            ok = pool.call("grade", ("3", ["3"], False), time.monotonic() + 20)[0] == "correct"
+            ok = ok and not set(pool.pids()) & set(parent_pids)
+            pool.close()
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(r, 1) == b"1"
+        assert pool.pids() == parent_pids
+        assert pool.call("grade", ("2", ["2"], False), time.monotonic() + 20)[0] == "correct"
+    finally:
+        pool.close()

@@ -105,7 +105,16 @@ class GradingPool:
         self._lock = threading.Lock()
         self._live: set[_Worker] = set()
         self._started = False
+        self._owner = os.getpid()
         self.kills = 0
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's workers (their pipes are the parent's), start afresh."""
+        self._lock = threading.Lock()
+        self._idle = queue.Queue()
+        self._live = set()
+        self._started = False
+        self._owner = os.getpid()
 
     def _start(self) -> None:
         with self._lock:
@@ -131,6 +140,8 @@ class GradingPool:
 
     def call(self, op: str, args: tuple, deadline: float) -> Any:
         """Result of ``op(*args)`` in a worker; ``GradeTimeout`` past ``deadline`` (time.monotonic)."""
+        if self._owner != os.getpid():
+            self._after_fork()
         if not self._started:
             self._start()
         try:
@@ -164,6 +175,8 @@ class GradingPool:
 
     def close(self) -> None:
         """Kill every worker (they are restarted lazily on the next call)."""
+        if self._owner != os.getpid():
+            return
         with self._lock:
             live, self._live, self._started = list(self._live), set(), False
             self._idle = queue.Queue()
