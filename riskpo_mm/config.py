@@ -101,15 +101,32 @@ class RolloutConfig(_Section):
 
 
 class LossConfig(_Section):
-    """Clipped surrogate of spec section 7."""
+    """The clipped surrogate: OpenRLHF's ``PolicyLoss`` on both engines (``actor.*`` flags)."""
 
-    ratio: Literal["token", "sequence"] = "token"
-    clip_low: float = Field(0.2, ge=0)
-    clip_high: float = Field(0.2, ge=0, description="Clip-higher: DAPO uses 0.28.")
+    ratio: Literal["token", "sequence"] = Field(
+        "token", description="Importance ratio: per token (PPO, the authors' recipes) or per response, the "
+        "geometric mean of its token ratios (GSPO; the paper's sequence ratio). The sequence ratio averages "
+        "per response (agg seq_mean).")
+    clip_low: float = Field(0.2, ge=0, description="Lower clip: the ratio is clipped at 1 - clip_low.")
+    clip_high: float = Field(0.2, ge=0, description="Upper clip, 1 + clip_high (clip-higher: DAPO uses 0.28).")
     dual_clip: Optional[float] = Field(None, gt=1, description="Dual-clip constant c (3.0 in the paper's recipe).")
-    agg: Literal["token_mean", "seq_mean"] = "token_mean"
+    agg: Optional[Literal["token_mean", "seq_mean"]] = Field(
+        None, description="Loss aggregation: mean over all response tokens, or over responses of their token "
+        "mean. Default: token_mean for the token ratio, seq_mean for the sequence ratio.")
+    is_correction: Literal["off", "token", "seq"] = Field(
+        "off", description="Train/rollout importance-sampling correction (OpenRLHF's, with the rollout "
+        "engine's log-probs): off, per token, or per sequence.")
     kl_coef: float = Field(0.0, ge=0, description="KL-to-reference loss weight (0: no reference model).")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus weight.")
+
+    @model_validator(mode="after")
+    def _agg_for_ratio(self) -> "LossConfig":
+        if self.agg is None:
+            self.agg = "seq_mean" if self.ratio == "sequence" else "token_mean"
+        elif self.ratio == "sequence" and self.agg == "token_mean":
+            raise ValueError("algorithm.loss.agg: the sequence ratio averages per response (OpenRLHF's GSPO); "
+                             "use agg: seq_mean or leave agg unset")
+        return self
 
 
 class AlgorithmConfig(_Section):

@@ -50,7 +50,7 @@ def test_openrlhf_and_riskpo_flags_parse_through_openrlhfs_own_parser():
     # With a riskpo_mm estimator: no critic, no in-reward KL, entropy logged.
     assert args.algo.advantage.estimator == "reinforce" and args.critic.model_name_or_path is None
     assert args.algo.kl.init_coef == 0.0 and args.actor.entropy_coef == 0.0
-    assert (args.riskpo.estimator, args.riskpo.loss, args.riskpo.ratio) == ("riskpo", "riskpo", "token")
+    assert args.riskpo.estimator == "riskpo" and args.actor.policy_loss_type == "ppo"
 
 
 def test_estimator_off_restores_openrlhf_defaults():
@@ -64,8 +64,9 @@ def test_openrlhf_crashes_on_missing_flags_become_clear_errors():
         parse_ray_args(_argv(riskpo__estimator="off"))  # gae without a reward model: OpenRLHF hits None.split
 
 
-def test_gspo_selects_the_sequence_ratio():
-    assert parse_ray_args(_argv(actor__policy_loss_type="gspo")).riskpo.ratio == "sequence"
+def test_openrlhfs_is_correction_is_allowed_with_riskpo_estimators():
+    args = parse_ray_args(_argv(algo__advantage__is_correction_level="token"))
+    assert args.algo.advantage.is_correction_level == "token"  # vLLM rollouts need it; OpenRLHF's PolicyLoss has it
 
 
 @pytest.mark.parametrize(
@@ -79,8 +80,6 @@ def test_gspo_selects_the_sequence_ratio():
         ({"data__label_key": None}, "--data.label_key is required"),
         ({"train__async_enable": True}, "--train.async_enable is not supported"),
         ({"algo__kl__init_coef": 0.01}, "add --algo.kl.use_loss"),
-        ({"actor__policy_loss_type": "gspo", "riskpo__ratio": "token"}, "conflicts with --actor.policy_loss_type"),
-        ({"algo__advantage__is_correction_level": "token"}, "no train/rollout importance-sampling"),
         ({"no_such__flag": 1}, "unrecognized arguments: --no_such.flag"),
         ({"riskpo__estimator": "off", "algo__advantage__estimator": "rloo", "rollout__n_samples_per_prompt": 1},
          "rloo requires n_samples_per_prompt > 1"),  # OpenRLHF's own validation
@@ -125,18 +124,25 @@ def test_ray_classes_subclass_openrlhfs_and_stay_ray_actor_classes(ext):
     assert not ray.is_initialized()
 
 
-@pytest.mark.parametrize("loss", ["riskpo", "openrlhf"])
-def test_policy_actor_installs_the_riskpo_loss_on_openrlhfs_actor_trainer(ext, loss):
-    from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss
+def test_loss_options_reach_openrlhfs_policy_loss_flags():
+    from riskpo_mm.config import validate_config
+    from riskpo_mm.engine.flags import openrlhf_argv
 
-    args = parse_ray_args(_argv(riskpo__loss=loss, riskpo__ratio="sequence"))
-    actor_trainer = SimpleNamespace(actor_loss_fn="openrlhf")
-    ext.actor.install_riskpo_loss(actor_trainer, args)
-    if loss == "riskpo":
-        assert isinstance(actor_trainer.actor_loss_fn, RiskPOPolicyLoss)
-        assert actor_trainer.actor_loss_fn.ratio == "sequence"
-    else:
-        assert actor_trainer.actor_loss_fn == "openrlhf"
+    raw = {"name": "x", "model": {"path": "m"}, "data": {"train": ["a.jsonl"]},
+           "algorithm": {"loss": {"ratio": "sequence", "clip_high": 0.28, "dual_clip": 3.0, "is_correction": "seq"}}}
+    args = parse_ray_args(openrlhf_argv(validate_config(raw)))
+    assert args.actor.policy_loss_type == "gspo" and args.actor.loss_agg_mode == "seq-mean-token-mean"
+    assert args.actor.eps_clip_low_high == [0.2, 0.28] and args.actor.dual_clip == 3.0
+    assert args.algo.advantage.is_correction_level == "seq"
+
+
+def test_openrlhfs_policy_loss_clamps_the_log_ratio_so_a_stale_token_cannot_explode_the_loss(ext):
+    from openrlhf.models import PolicyLoss
+
+    logp, old = torch.tensor([[30.0, 0.0]]), torch.zeros(1, 2)
+    adv, mask = torch.tensor([[1.0, 1.0]]), torch.ones(1, 2)
+    loss = PolicyLoss(clip_eps_low=0.2, clip_eps_high=0.2, dual_clip=3.0)(logp, old, -adv, mask)[0]
+    assert torch.isfinite(loss) and loss.abs() < 10  # exp(30) * A would be 1e13 without the +-20 clamp and dual clip
 
 
 def test_train_ray_swaps_openrlhfs_trainer_and_policy_actor_only_while_launching(ext):

@@ -1,4 +1,4 @@
-"""RiskPO estimator and policy-loss math, pure torch (no OpenRLHF import).
+"""RiskPO estimators, token entropy and KL, pure torch (no OpenRLHF import).
 
 Spec: shared/spec/riskpo.md sections 3-9. `build_estimator(name, config, seed)` gives "riskpo",
 "grpo", "dr_grpo" or "dapo", all with `advantages(rewards [P, n], groups=None, mask=None) -> [P, n]`,
@@ -8,7 +8,7 @@ Spec: shared/spec/riskpo.md sections 3-9. `build_estimator(name, config, seed)` 
 from riskpo_mm.algo.config import PRESET_ROLLOUT, RiskPOConfig
 from riskpo_mm.algo.estimator import RiskPOEstimator
 from riskpo_mm.algo.group import DAPOEstimator, DrGRPOEstimator, GRPOEstimator, grpo_advantage
-from riskpo_mm.algo.loss import kl_penalty, masked_entropy, masked_mean, policy_loss
+from riskpo_mm.algo.loss import kl_penalty, masked_entropy, masked_mean
 from riskpo_mm.algo.quantiles import QuantileTracker, masked_quantile
 from riskpo_mm.algo.registry import ESTIMATORS, build_estimator
 
@@ -24,7 +24,6 @@ __all__ = [
     "grpo_advantage",
     "ESTIMATORS",
     "build_estimator",
-    "policy_loss",
     "masked_entropy",
     "masked_mean",
     "kl_penalty",

@@ -349,8 +349,10 @@ def old_logprobs(model, rollout, mb: int) -> torch.Tensor:
 
 def update(model, optimizer, rollout, old: torch.Tensor, adv: torch.Tensor, mb: int) -> float:
     """One optimizer step over the rollout: policy loss per micro-batch, gradients accumulated. Returns the loss."""
-    from riskpo_mm.algo import policy_loss
     from riskpo_mm.models.vlm import sequence_logprobs
+    from riskpo_mm.openrlhf_ext.policy import PolicyLoss
+
+    policy_loss = PolicyLoss(clip_eps_low=0.2, clip_eps_high=0.2)  # the trainer's loss, token ratio, token mean
 
     model.train()
     act = rollout.action_mask
@@ -359,7 +361,7 @@ def update(model, optimizer, rollout, old: torch.Tensor, adv: torch.Tensor, mb: 
     total = 0.0
     for rows, mm in chunks:
         logp = sequence_logprobs(model, rollout.sequences[rows], rollout.attention_mask[rows], act[rows], mm)
-        loss, _ = policy_loss(logp, old[rows], adv_tok[rows], act[rows], ratio="token", agg="token_mean")
+        loss = policy_loss(logp, old[rows], adv_tok[rows], act[rows])[0]
         (loss / len(chunks)).backward()
         total += float(loss.detach()) / len(chunks)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

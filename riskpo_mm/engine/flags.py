@@ -73,6 +73,7 @@ def openrlhf_argv(
         "actor.dual_clip": loss.dual_clip,
         "actor.loss_agg_mode": "token-mean" if loss.agg == "token_mean" else "seq-mean-token-mean",
         "actor.policy_loss_type": "ppo" if loss.ratio == "token" else "gspo",
+        "algo.advantage.is_correction_level": loss.is_correction,
         "actor.entropy_coef": loss.entropy_coef,
         "algo.kl.use_loss": loss.kl_coef > 0,
         "algo.kl.init_coef": loss.kl_coef,
@@ -102,7 +103,6 @@ def openrlhf_argv(
         "riskpo.metrics_file": str(run / "metrics.jsonl"),
         "riskpo.estimator": alg.estimator,
         "riskpo.preset": alg.preset,
-        "riskpo.ratio": loss.ratio,
     }
     for f in dataclasses.fields(alg.riskpo):
         if f.init:

@@ -1,8 +1,6 @@
 """RiskPO policy actor for OpenRLHF's Ray engine: a subclass of OpenRLHF's ``PolicyModelActor``.
 
-After OpenRLHF builds the model, optimizer and its ``ActorPPOTrainer``, the trainer's loss is
-replaced by `RiskPOPolicyLoss` (``--riskpo.loss riskpo``, the default); ``--riskpo.loss openrlhf``
-keeps OpenRLHF's ``PolicyLoss``. Everything else (forwards, DeepSpeed update, weight sync to vLLM,
+Everything (forwards, OpenRLHF's ``PolicyLoss``, DeepSpeed update, weight sync to vLLM,
 checkpoints) is OpenRLHF's, with three additions:
 
 - ``--ds.param_dtype fp32`` trains in float32 (OpenRLHF maps only bf16/fp16) and logs the gradient
@@ -19,8 +17,6 @@ checkpoints) is OpenRLHF's, with three additions:
 from __future__ import annotations
 
 import contextlib
-from typing import Any
-
 import ray
 
 from riskpo_mm.openrlhf_ext import compat
@@ -32,13 +28,6 @@ from openrlhf.trainer.ray.ppo_actor import PolicyModelActor  # noqa: E402
 compat.install_gloo_weight_sync()
 
 from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype, keep_fp32_grad_norm  # noqa: E402
-from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss  # noqa: E402
-
-
-def install_riskpo_loss(actor_trainer: Any, args: Any) -> None:
-    """Put the RiskPO loss on an OpenRLHF ``ActorPPOTrainer`` when ``--riskpo.loss riskpo``."""
-    if args.riskpo.loss == "riskpo":
-        actor_trainer.actor_loss_fn = RiskPOPolicyLoss.from_args(args)
 
 
 def save_processor(pretrain: str, output_dir: str) -> bool:
@@ -52,7 +41,7 @@ def save_processor(pretrain: str, output_dir: str) -> bool:
 
 
 class RiskPOPolicyModelActorImpl(PolicyModelActor.__ray_actor_class__):
-    """OpenRLHF's ``PolicyModelActor`` whose PPO trainer computes the RiskPO loss."""
+    """OpenRLHF's ``PolicyModelActor`` in float32 if asked, on a CPU if need be, saving the processor."""
 
     def init_model_from_pretrained(self, strategy, pretrain, max_steps=None, vllm_engines=None):
         self.pretrain = pretrain
@@ -62,7 +51,6 @@ class RiskPOPolicyModelActorImpl(PolicyModelActor.__ray_actor_class__):
             stack.enter_context(compat.cuda_index_while_constructing())
             super().init_model_from_pretrained(strategy, pretrain, max_steps=max_steps, vllm_engines=vllm_engines)
         keep_fp32_grad_norm(self.actor.model)
-        install_riskpo_loss(self.trainer, strategy.args)
 
     def save_model(self):
         super().save_model()

@@ -1,7 +1,8 @@
 """``--riskpo.*`` flags on top of OpenRLHF's ``train_ppo_ray`` parser, and their validation.
 
 The flags mirror `riskpo_mm.algo.RiskPOConfig` (``--riskpo.alpha``, ``--riskpo.bundle_size``, ...;
-unset fields take the value of ``--riskpo.preset``), plus the estimator, the loss and its ratio.
+unset fields take the value of ``--riskpo.preset``), plus the estimator. The policy loss is
+OpenRLHF's own ``PolicyLoss`` (``--actor.policy_loss_type``, ``--actor.eps_clip_low_high``, ...).
 After OpenRLHF's ``hierarchize`` they live under ``args.riskpo``.
 """
 
@@ -16,8 +17,6 @@ from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
 from riskpo_mm.openrlhf_ext.dtype import PARAM_DTYPES
 
 ESTIMATOR_CHOICES = (*ESTIMATORS, "off")
-LOSS_CHOICES = ("riskpo", "openrlhf")
-RATIO_CHOICES = ("token", "sequence")
 GROUP_TITLE = "RiskPO (riskpo_mm)"
 # OpenRLHF flags whose defaults depend on whether a riskpo_mm estimator is active.
 _UNSET = argparse.Namespace(unset=True)
@@ -44,15 +43,6 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
         help="advantage estimator on the controller; 'off' uses --algo.advantage.estimator (OpenRLHF's)",
     )
     group.add_argument("--riskpo.preset", default="riskpo", choices=RiskPOConfig.preset_names(), help="RiskPO preset")
-    group.add_argument(
-        "--riskpo.loss", default="riskpo", choices=LOSS_CHOICES, help="actor loss: riskpo_mm's or OpenRLHF's PolicyLoss"
-    )
-    group.add_argument(
-        "--riskpo.ratio",
-        default=None,
-        choices=RATIO_CHOICES,
-        help="importance ratio of the RiskPO loss (default: token, or sequence with --actor.policy_loss_type gspo)",
-    )
     group.add_argument("--riskpo.seed", type=int, default=None, help="estimator RNG seed (default: --train.seed)")
     group.add_argument("--riskpo.metrics_file", default=None,
                        help="append every step's metrics to this JSONL file (riskpo-mm's metrics.jsonl)")
@@ -110,16 +100,6 @@ def riskpo_config(args: Any) -> RiskPOConfig:
 def validate_riskpo_args(args: Any) -> None:
     """Checks on the hierarchized args after OpenRLHF's own; raises `RayArgsError` naming the flags."""
     r = args.riskpo
-    loss_type = args.actor.policy_loss_type
-    if r.ratio is None:
-        r.ratio = "sequence" if loss_type == "gspo" else "token"
-    elif r.loss == "riskpo" and loss_type == "gspo" and r.ratio != "sequence":
-        raise RayArgsError(f"--riskpo.ratio {r.ratio} conflicts with --actor.policy_loss_type {loss_type}")
-    if r.loss == "riskpo" and args.algo.advantage.is_correction_level != "off":
-        raise RayArgsError(
-            "--algo.advantage.is_correction_level: the RiskPO loss has no train/rollout importance-sampling "
-            "correction; pass --riskpo.loss openrlhf or --algo.advantage.is_correction_level off"
-        )
     if args.data.max_images_per_prompt > 0 and args.train.dynamic_batch_enable:
         raise RayArgsError(
             "--train.dynamic_batch_enable with --data.max_images_per_prompt > 0: dynamic batching misaligns image "

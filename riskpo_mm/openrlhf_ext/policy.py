@@ -3,7 +3,7 @@
 `LocalPolicy` owns what the local engine takes from OpenRLHF: the
 `DeepspeedStrategy`, the `Actor` (also in float32, which OpenRLHF 0.11.2 does
 not map), the optional reference model, and `ActorPPOTrainer.training_step`
-with the RiskPO loss swapped in. The engine hands it rollouts as plain tensors
+with its own `PolicyLoss` (built from the same flags as on the Ray engine). The engine hands it rollouts as plain tensors
 and gets back log-probs, entropies and training metrics.
 """
 
@@ -20,7 +20,7 @@ from riskpo_mm.openrlhf_ext import compat
 
 compat.install()
 
-from openrlhf.models import Actor  # noqa: E402
+from openrlhf.models import Actor, PolicyLoss  # noqa: E402
 from openrlhf.trainer.ppo_utils.experience import Experience  # noqa: E402
 from openrlhf.trainer.ray.ppo_actor import ActorPPOTrainer  # noqa: E402
 from openrlhf.utils.deepspeed import DeepspeedStrategy  # noqa: E402
@@ -28,9 +28,8 @@ from openrlhf.utils.loss_utils import iter_grad_accum_global_norm  # noqa: E402
 from openrlhf.utils.vlm_utils import merge_mm_train_inputs  # noqa: E402
 
 from riskpo_mm.openrlhf_ext.dtype import fp32_param_dtype, keep_fp32_grad_norm  # noqa: E402
-from riskpo_mm.openrlhf_ext.loss import RiskPOPolicyLoss  # noqa: E402
 
-__all__ = ["Experience", "LocalPolicy", "PolicyActor"]
+__all__ = ["Experience", "LocalPolicy", "PolicyActor", "PolicyLoss"]
 
 
 class PolicyActor(Actor):
@@ -93,7 +92,6 @@ class LocalPolicy:
             self.trainer = ActorPPOTrainer(self.strategy, self.actor, None, self.optim, self.scheduler,
                                            micro_train_batch_size=args.train.micro_batch_size,
                                            dataloader_pin_memory=False)
-        self.trainer.actor_loss_fn = RiskPOPolicyLoss.from_args(args)
 
     @property
     def hf_model(self) -> torch.nn.Module:
