@@ -49,7 +49,7 @@ setup-gpu:
 lock:
 	{ echo "# Every package of the CPU profile at the version 'make setup' installs (pip constraints)."; \
 	  echo "# Regenerate after changing requirements/cpu.txt or setup.cfg: make lock"; \
-	  $(BIN)/pip freeze --all --exclude-editable | grep -v '^-e'; } > $(LOCK)
+	  $(BIN)/pip freeze --all --exclude-editable | grep -v -e "^-e" -e " @ "; } > $(LOCK)
 
 test: setup
 	$(BIN)/python -m pytest
