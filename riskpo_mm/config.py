@@ -20,6 +20,19 @@ from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
 Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen2"]
 
 
+# OpenRLHF flags that config keys own: set through ray.extra_args they would act on one engine only.
+OPENRLHF_FLAGS_OWNED = {
+    "reward.clip_range": "reward.clip_range",
+    "reward.overlong_buffer_len": "reward.overlong_buffer_len",
+    "reward.overlong_penalty_factor": "reward.overlong_penalty_factor",
+    "reward.stop_properly_penalty_coef": "a reward weight (it has no local-engine equivalent)",
+    "algo.advantage.is_correction_level": "algorithm.loss.is_correction",
+    "rollout.batch_size": "rollout.prompts_per_step",
+    "rollout.n_samples_per_prompt": "rollout.n_samples_per_prompt",
+    "ds.param_dtype": "model.dtype",
+}
+
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key."""
 
@@ -177,6 +190,12 @@ class RewardConfig(_Section):
     task_weights: dict[str, float] = Field(
         default_factory=dict, description="Multiplier on the reward of each task in mixed runs."
     )
+    clip_range: Optional[tuple[float, float]] = Field(
+        None, description="Clip every reward to [low, high] before the estimator (both engines); None: no clip.")
+    overlong_buffer_len: Optional[int] = Field(
+        None, gt=0, description="DAPO's soft overlong penalty: responses longer than rollout.max_new_tokens minus "
+        "this many tokens lose up to overlong_penalty_factor, linearly; None: off.")
+    overlong_penalty_factor: float = Field(1.0, ge=0, description="Largest overlong penalty (DAPO: 1.0).")
     code_timeout_s: float = Field(5.0, gt=0)
     code_memory_mb: int = Field(512, gt=0)
     workers: int = Field(2, gt=0, description="Sandbox worker processes for code grading.")
@@ -281,6 +300,17 @@ class RunConfig(_Section):
         if batch % self.train.micro_batch_size:
             raise ValueError(f"train.batch_size ({batch}) must be a multiple of train.micro_batch_size "
                              f"({self.train.micro_batch_size})")
+        clip = self.reward.clip_range
+        if clip is not None and clip[0] >= clip[1]:
+            raise ValueError(f"reward.clip_range {list(clip)}: low must be below high")
+        buffer = self.reward.overlong_buffer_len
+        if buffer is not None and buffer >= self.rollout.max_new_tokens:
+            raise ValueError(f"reward.overlong_buffer_len ({buffer}) must be below rollout.max_new_tokens "
+                             f"({self.rollout.max_new_tokens})")
+        for key in self.ray.extra_args:
+            if key.lstrip("-") in OPENRLHF_FLAGS_OWNED:
+                raise ValueError(f"ray.extra_args.{key}: set {OPENRLHF_FLAGS_OWNED[key.lstrip('-')]} instead, "
+                                 "which means the same on both engines")
         if not self.data.train and self.data.synthetic is None:
             raise ValueError("data.train is empty and data.synthetic is not set: nothing to train on")
         return self

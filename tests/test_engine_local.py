@@ -59,6 +59,9 @@ def test_one_rl_step_uses_the_estimators_advantages_and_updates_the_policy(root,
     assert 0 < metrics["actor_grad_norm"] < float("inf")  # float32 ZeRO-0 reports the norm it clips at
     after = _params(trainer)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    from openrlhf.models import PolicyLoss
+
+    assert type(trainer.policy.trainer.actor_loss_fn) is PolicyLoss  # OpenRLHF's own, as on the Ray engine
     trainer.close()
 
 
@@ -94,12 +97,13 @@ def test_resume_continues_tracker_data_order_and_step_exactly(root):
 
     assert state["step"] == ref_state["step"] == 2
     assert state["data_order"] == ref_state["data_order"]
-    assert state["estimator"]["trackers"].keys() == ref_state["estimator"]["trackers"].keys()
-    for key, tracker in ref_state["estimator"]["trackers"].items():
-        got = state["estimator"]["trackers"][key]
+    est, ref_est = state["advantage_step"]["estimator"], ref_state["advantage_step"]["estimator"]
+    assert est["trackers"].keys() == ref_est["trackers"].keys()
+    for key, tracker in ref_est["trackers"].items():
+        got = est["trackers"][key]
         assert got["count"] == tracker["count"] == 2
         assert torch.equal(got["estimates"], tracker["estimates"])
-    assert torch.equal(state["estimator"]["generator"], ref_state["estimator"]["generator"])
+    assert torch.equal(est["generator"], ref_est["generator"])
     torch.testing.assert_close(state["torch_rng"], ref_state["torch_rng"], rtol=0, atol=0)
 
 

@@ -89,7 +89,10 @@ def test_ray_engine_trains_checkpoints_survives_a_kill_resumes_and_leaves_nothin
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3]  # the killed run's steps, then the resumed one, no duplicates
     assert steps[-1]["riskpo/tracked/q_alpha"] != 0.0  # the tracker state came back: step 3 is its third update
-    assert any(s.get("actor_grad_norm", 0) > 0 for s in steps)  # the policy was trained
+    assert any(s.get("train/actor_grad_norm", 0) > 0 for s in steps)  # the policy was trained
+    assert any(k.startswith("reward/") and k != "reward/mean" for k in steps[-1])  # per task
+    assert {"reward/mean", "bundle/cvar", "advantage/zero_fraction", "entropy",
+            "time/generate", "time/weight_sync"} <= set(steps[-1])  # the local engine's metric names
     assert {p.name for p in (run / "final_model").iterdir()} >= {"config.json", "model.safetensors",
                                                                   "processor_config.json", "tokenizer.json"}
     from transformers import AutoProcessor

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from riskpo_mm.algo import RiskPOConfig, build_estimator
+from riskpo_mm.algo import AdvantageStep, RiskPOConfig, build_estimator
 from riskpo_mm.openrlhf_ext import compat
 from riskpo_mm.openrlhf_ext.advantages import PromptOrder, compute_riskpo_advantages, group_rollout, parse_label
 from openrlhf.trainer.ppo_utils.experience import Experience
@@ -88,7 +88,7 @@ def _expected(rewards, labels, completion_order, cfg, seed=3):
     for slot, p in enumerate(completion_order):
         for j in range(N):
             expected[slot * N + j] = (json.loads(labels[p])["uid"], float(adv[p, j]))
-    return expected, estimator.metrics
+    return expected, {f"riskpo/{k}": v for k, v in estimator.metrics.items()}
 
 
 @pytest.mark.parametrize("bundle_by", ["order", "task"])
@@ -99,15 +99,14 @@ def test_scrambled_rollout_gets_the_estimators_advantages_in_dataloader_order(bu
     order = PromptOrder()
     order.record(labels)
     experiences = _micro_batches(_rollout_samples(rewards, labels, completion), seed=1)
-    estimator = build_estimator("riskpo", cfg, seed=3)
-    experiences, metrics = compute_riskpo_advantages(experiences, estimator, _args(), order)
+    experiences, metrics = compute_riskpo_advantages(experiences, AdvantageStep("riskpo", cfg, 3), _args(), order)
     expected, expected_metrics = _expected(rewards, labels, completion, cfg)
     got = _advantage_by_sample(experiences)
     assert got.keys() == expected.keys()
     for k in expected:
         assert got[k][0] == expected[k][0]
         assert got[k][1] == pytest.approx(expected[k][1], abs=1e-6)
-    assert metrics == pytest.approx(expected_metrics)
+    assert {k: metrics[k] for k in expected_metrics} == pytest.approx(expected_metrics)
     assert any(v[1] != 0 for v in got.values())
 
 
@@ -117,7 +116,7 @@ def test_two_completion_orders_give_identical_advantages():
     results = []
     for completion, split_seed in (([9, 8, 7, 6, 5, 4, 3, 2, 1, 0], 2), ([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], 7)):
         exps = _micro_batches(_rollout_samples(rewards, labels, completion), split_seed)
-        exps, _ = compute_riskpo_advantages(exps, build_estimator("riskpo", cfg, seed=0), _args())  # no recorded order
+        exps, _ = compute_riskpo_advantages(exps, AdvantageStep("riskpo", cfg, 0), _args())  # no recorded order
         by_uid = {}
         for uid, a in _advantage_by_sample(exps).values():
             by_uid.setdefault(uid, []).append(a)
@@ -151,7 +150,7 @@ def test_in_reward_kl_is_rejected_with_the_flags_to_use():
     rewards, labels = _dataloader_batch()
     exps = _micro_batches(_rollout_samples(rewards, labels, list(range(P))), 0)
     with pytest.raises(ValueError, match="--algo.kl.use_loss"):
-        compute_riskpo_advantages(exps, build_estimator("grpo"), _args(), kl_coef=0.01)
+        compute_riskpo_advantages(exps, AdvantageStep("grpo"), _args(), kl_coef=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -161,30 +160,30 @@ def maker_cls():
     return RiskPOExperienceMaker
 
 
-def _maker(cls, args, estimator, order=None):
+def _maker(cls, args, step, order=None):
     strategy = SimpleNamespace(args=args)
     kl_ctl = SimpleNamespace(value=0.0)
     tokenizer = SimpleNamespace(pad_token_id=0)
-    return cls(None, None, None, None, kl_ctl, strategy, tokenizer, estimator=estimator, prompt_order=order)
+    return cls(None, None, None, None, kl_ctl, strategy, tokenizer, step=step, prompt_order=order)
 
 
-def test_experience_maker_uses_the_estimator_on_openrlhfs_own_split(maker_cls):
+def test_experience_maker_uses_the_advantage_step_on_openrlhfs_own_split(maker_cls):
     rewards, labels = _dataloader_batch(2)
     cfg = RiskPOConfig(bundle_size=5)
     completion = [4, 1, 8, 0, 6, 3, 9, 2, 7, 5]
     order = PromptOrder()
     order.record(labels)
-    maker = _maker(maker_cls, _args(), build_estimator("riskpo", cfg, seed=3), order)
+    maker = _maker(maker_cls, _args(), AdvantageStep("riskpo", cfg, 3), order)
     experiences = maker.split_rollout_samples(_rollout_samples(rewards, labels, completion))
     experiences = maker.compute_advantages_and_returns(experiences)
     expected, expected_metrics = _expected(rewards, labels, completion, cfg)
     got = _advantage_by_sample(experiences)
     assert {k: v[1] for k, v in got.items()} == pytest.approx({k: v[1] for k, v in expected.items()}, abs=1e-6)
-    assert maker.estimator_metrics == pytest.approx(expected_metrics)
+    assert {k: maker.step_metrics[k] for k in expected_metrics} == pytest.approx(expected_metrics)
     assert all(e.kl is None and torch.equal(e.returns, e.advantages) for e in experiences)
 
 
-def test_experience_maker_without_estimator_is_openrlhfs(maker_cls):
+def test_experience_maker_without_a_step_is_openrlhfs(maker_cls):
     from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
     rewards, labels = _dataloader_batch(4)
@@ -194,7 +193,7 @@ def test_experience_maker_without_estimator_is_openrlhfs(maker_cls):
         strategy, tokenizer = SimpleNamespace(args=args), SimpleNamespace(pad_token_id=0)
         maker = cls(None, None, None, None, SimpleNamespace(value=0.0), strategy, tokenizer)
         if cls is maker_cls:
-            assert maker.estimator is None
+            assert maker.step is None
         exps = maker.split_rollout_samples(_rollout_samples(rewards, labels, list(range(P))))
         for e in exps:
             e.kl = torch.zeros_like(e.action_mask, dtype=torch.float32)

@@ -189,7 +189,7 @@ def test_trainer_constructs_with_riskpo_experience_maker_and_order_recording_gen
 
     trainer, _ = _trainer(ext, tiny_run, monkeypatch, riskpo__bundle_size=2)
     assert isinstance(trainer.experience_maker, RiskPOExperienceMaker)
-    assert isinstance(trainer.estimator, RiskPOEstimator) and trainer.estimator.config.bundle_size == 2
+    assert isinstance(trainer.step.estimator, RiskPOEstimator) and trainer.step.estimator.config.bundle_size == 2
     assert trainer.experience_maker.prompt_order is trainer.prompt_order
     assert trainer.samples_generator.prompt_order is trainer.prompt_order
 
@@ -205,7 +205,7 @@ def test_trainer_constructs_with_riskpo_experience_maker_and_order_recording_gen
     assert [trainer.prompt_order.position(u, 0) for u in uids] == list(range(10))  # dataloader order recorded
 
     off, _ = _trainer(ext, tiny_run, monkeypatch, riskpo__estimator="off", algo__advantage__estimator="group_norm")
-    assert off.estimator is None
+    assert off.step is None
 
 
 def test_estimator_state_rides_in_openrlhf_checkpoints_and_comes_back_on_load(ext, tiny_run, monkeypatch, tmp_path):
@@ -213,7 +213,7 @@ def test_estimator_state_rides_in_openrlhf_checkpoints_and_comes_back_on_load(ex
     trainer, group = _trainer(ext, tiny_run, monkeypatch, ckpt__save_steps=1)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):  # tracker initialised and updated, pairing RNG advanced
-        trainer.estimator.advantages((torch.rand(10, 4, generator=g) < 0.5).float())
+        trainer.step((torch.rand(10, 4, generator=g) < 0.5).float(), ["math"] * 10)
     client_states = {"global_step": 3, "episode": 0, "total_consumed_prompts": 30, "data_loader_state_dict": {}}
     trainer.save_logs_and_checkpoints(3, {}, client_states)
     saved = group.async_run_method.call_args.kwargs["client_states"]
@@ -226,16 +226,25 @@ def test_estimator_state_rides_in_openrlhf_checkpoints_and_comes_back_on_load(ex
     states = resumed.init_checkpoint_states()
     assert states["global_step"] == 3
     rewards = (torch.rand(10, 4, generator=g) < 0.5).float()
-    expected = trainer.estimator.advantages(rewards)
-    assert torch.equal(resumed.estimator.advantages(rewards), expected)
-    assert resumed.estimator.tracker().count == trainer.estimator.tracker().count
+    expected = trainer.step(rewards, ["math"] * 10).advantages
+    assert torch.equal(resumed.step(rewards, ["math"] * 10).advantages, expected)
+    assert resumed.step.estimator.tracker().count == trainer.step.estimator.tracker().count
 
 
-def test_train_step_logs_the_estimator_metrics(ext, tiny_run, monkeypatch):
+def test_train_step_logs_the_advantage_step_metrics(ext, tiny_run, monkeypatch):
     from openrlhf.trainer.ppo_trainer import BasePPOTrainer
 
     trainer, _ = _trainer(ext, tiny_run, monkeypatch)
     monkeypatch.setattr(BasePPOTrainer, "train_step", lambda self, samples, step: ({"policy_loss": 1.0}, step + 1))
-    trainer.experience_maker.estimator_metrics = {"tracked/q_alpha": 1.5, "zero_adv_frac": 0.25}
+    trainer.experience_maker.step_metrics = {"riskpo/tracked/q_alpha": 1.5, "advantage/zero_fraction": 0.25}
     status, step = trainer.train_step([], 4)
-    assert step == 5 and status == {"policy_loss": 1.0, "riskpo/tracked/q_alpha": 1.5, "riskpo/zero_adv_frac": 0.25}
+    assert step == 5 and status == {"policy_loss": 1.0, "riskpo/tracked/q_alpha": 1.5, "advantage/zero_fraction": 0.25}
+
+
+def test_ray_metrics_get_the_local_engines_names():
+    from riskpo_mm.openrlhf_ext.trainer import local_metric_names
+
+    names = local_metric_names({"policy_loss": 0.5, "entropy_loss": 2.0, "timing/generation": 1.0,
+                                "timing/ppo_train": 2.0, "reward/mean": 0.3, "riskpo/adv/mean": 0.0})
+    assert names == {"train/policy_loss": 0.5, "train/entropy_loss": 2.0, "entropy": 2.0, "time/generate": 1.0,
+                     "time/train": 2.0, "reward/mean": 0.3, "riskpo/adv/mean": 0.0}

@@ -11,6 +11,7 @@ from riskpo_mm.algo.group import DAPOEstimator, DrGRPOEstimator, GRPOEstimator, 
 from riskpo_mm.algo.loss import kl_penalty, masked_entropy, masked_mean
 from riskpo_mm.algo.quantiles import QuantileTracker, masked_quantile
 from riskpo_mm.algo.registry import ESTIMATORS, build_estimator
+from riskpo_mm.algo.step import AdvantageStep, StepResult
 
 __all__ = [
     "PRESET_ROLLOUT",
@@ -24,6 +25,8 @@ __all__ = [
     "grpo_advantage",
     "ESTIMATORS",
     "build_estimator",
+    "AdvantageStep",
+    "StepResult",
     "masked_entropy",
     "masked_mean",
     "kl_penalty",

@@ -101,6 +101,9 @@ def openrlhf_argv(
         "vllm.sync_backend": "gloo" if no_cuda else "nccl",
         "vllm.enforce_eager": no_cuda,
         "riskpo.metrics_file": str(run / "metrics.jsonl"),
+        "riskpo.reward_clip": cfg.reward.clip_range,
+        "riskpo.overlong_buffer": cfg.reward.overlong_buffer_len,
+        "riskpo.overlong_factor": cfg.reward.overlong_penalty_factor,
         "riskpo.estimator": alg.estimator,
         "riskpo.preset": alg.preset,
     }

@@ -1,8 +1,8 @@
 """The local engine: RiskPO RL in one process, or on one node of N GPUs under `deepspeed`.
 
 Rollouts come from HF `generate`, rewards from the reward router, advantages
-from the shared estimator (`riskpo_mm.algo.build_estimator`, the same one the
-Ray engine uses), and updates from OpenRLHF's own pieces (`Actor`,
+from the engine-neutral step (`riskpo_mm.algo.AdvantageStep`, which the Ray
+controller calls too), and updates from OpenRLHF's own pieces (`Actor`,
 `DeepspeedStrategy`, `ActorPPOTrainer.training_step` with the RiskPO loss),
 reached through `riskpo_mm.openrlhf_ext.policy.LocalPolicy`. Ranks split the
 prompts of a step; rewards are gathered so bundles and quantiles span the
@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from riskpo_mm.algo import build_estimator
+from riskpo_mm.algo import AdvantageStep
 from riskpo_mm.config import RunConfig
 from riskpo_mm.data import ImageConfig, Record
 from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
@@ -136,10 +136,7 @@ class LocalTrainer:
         self.image_config = ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
         self.family = model_family(self.hf_model.config, cfg.model.family)
 
-        self.estimator = build_estimator(cfg.algorithm.estimator, cfg.algorithm.riskpo, seed=cfg.seed)
-        # Bundle-score risk measures are logged for every estimator, so runs compare on the same lower tail.
-        self.risk_monitor = (self.estimator if cfg.algorithm.estimator == "riskpo"
-                             else build_estimator("riskpo", cfg.algorithm.riskpo, seed=cfg.seed))
+        self.step_fn = advantage_step(cfg)
         self.order = DataOrder(len(self.train_records), cfg.seed, cfg.data.shuffle)
         self.step = 0
         self.best: dict[str, Any] = {}
@@ -183,23 +180,31 @@ class LocalTrainer:
             batch.score(cfg.reward)
         return batch
 
-    def _gather_rewards(self, rewards: torch.Tensor, tasks: list[str]) -> tuple[torch.Tensor, list[str]]:
+    def _gather(self, fields: dict[str, torch.Tensor], tasks: list[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Every rank's [P_local, n] fields and tasks, concatenated in rank order ([P, n])."""
         if self.world == 1:
-            return rewards, tasks
+            return fields, tasks
         gathered: list[Any] = [None] * self.world
-        dist.all_gather_object(gathered, (rewards.cpu(), tasks))
-        return torch.cat([g[0] for g in gathered]), [t for g in gathered for t in g[1]]
+        dist.all_gather_object(gathered, ({k: v.cpu() for k, v in fields.items()}, tasks))
+        return ({k: torch.cat([g[0][k] for g in gathered]) for k in fields}, [t for g in gathered for t in g[1]])
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
-        """Advantages [P_local, n] of this rank's prompts, from the estimator over the global batch [P, n]."""
+        """Advantages [P_local, n] of this rank's prompts from the engine-neutral step over the global batch [P, n];
+        the step's metrics go to `batch.metrics` and its keep mask to `batch.keep`."""
         rewards = batch.rewards  # [P_local, n]
-        all_rewards, all_tasks = self._gather_rewards(rewards, batch.tasks)
-        adv = self.estimator.advantages(all_rewards, groups=all_tasks)  # [P, n]
-        lo, hi = self.rank * rewards.shape[0], (self.rank + 1) * rewards.shape[0]
-        keep = getattr(self.estimator, "keep", None)
-        if keep is not None:  # DAPO dynamic sampling: all-equal groups leave the loss entirely
-            batch.drop_prompts(~keep[lo:hi])
-        return adv[lo:hi].float()
+        P, n = rewards.shape
+        fields = {"rewards": rewards,
+                  "lengths": torch.tensor([float(len(r)) for r in batch.response_ids]).view(P, n),
+                  "accuracy": torch.tensor([float(r.accuracy) for r in batch.results]).view(P, n),
+                  "format_ok": torch.tensor([float(r.format_ok) for r in batch.results]).view(P, n),
+                  "truncated": torch.tensor(batch.truncated, dtype=torch.float64).view(P, n)}
+        every, tasks = self._gather(fields, batch.tasks)
+        rewards_all = every.pop("rewards")
+        result = self.step_fn(rewards_all, tasks, **every)
+        lo, hi = self.rank * P, (self.rank + 1) * P
+        batch.keep_responses(result.keep[lo:hi])
+        batch.metrics.update(result.metrics)
+        return result.advantages[lo:hi].float()
 
     def make_experience(self, batch: RolloutBatch, adv: torch.Tensor):
         """OpenRLHF Experience with old log-probs and broadcast advantages; logs entropy and log-prob agreement."""
@@ -223,21 +228,13 @@ class LocalTrainer:
         batch = self.rollout([self.train_records[i] for i in idx])
         with self.timer("advantage"):
             adv = self.advantages(batch)
-        if self.risk_monitor is not self.estimator:
-            with self.timer("risk_monitor"):  # bundle-score metrics for non-RiskPO estimators
-                all_rewards, all_tasks = self._gather_rewards(batch.rewards, batch.tasks)
-                self.risk_monitor.advantages(all_rewards, groups=all_tasks)
         with self.timer("experience"):
             exp = self.make_experience(batch, adv)
         with self.timer("train"):
             train_metrics = self.policy.train(exp, epochs=cfg.train.ppo_epochs,
                                               seed=cfg.seed * 7919 + self.step * 31)
         self.step += 1
-        metrics = {**batch.metrics, **{f"train/{k}": v for k, v in train_metrics.items()},
-                   **{f"{cfg.algorithm.estimator}/{k}": v for k, v in self.estimator.metrics.items()},
-                   **{f"bundle/{k.split('/', 1)[1]}": v for k, v in self.risk_monitor.metrics.items()
-                      if k.startswith("bundle_score/")}}
-        metrics["advantage/zero_fraction"] = float((adv == 0).float().mean())
+        metrics = {**batch.metrics, **{f"train/{k}": v for k, v in train_metrics.items()}}
         metrics.update(self.timer.pop())
         return metrics
 
@@ -246,8 +243,7 @@ class LocalTrainer:
     def trainer_state(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "estimator": self.estimator.state_dict(),
-            "risk_monitor": self.risk_monitor.state_dict(),
+            "advantage_step": self.step_fn.state_dict(),
             "data_order": self.order.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -272,9 +268,7 @@ class LocalTrainer:
         self.policy.load_state(str(ckpt / "ds"))
         state = load_trainer_state(ckpt)
         self.step = state["step"]
-        self.estimator.load_state_dict(state["estimator"])
-        if self.risk_monitor is not self.estimator:
-            self.risk_monitor.load_state_dict(state["risk_monitor"])
+        self.step_fn.load_state_dict(state["advantage_step"])
         self.order.load_state_dict(state["data_order"])
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -358,6 +352,14 @@ class LocalTrainer:
     def close(self) -> None:
         if self.logger is not None:
             self.logger.close()
+
+
+def advantage_step(cfg: RunConfig) -> AdvantageStep:
+    """The run's engine-neutral advantage step (the Ray controller builds the same from its flags)."""
+    r = cfg.reward
+    return AdvantageStep(cfg.algorithm.estimator, cfg.algorithm.riskpo, cfg.seed, clip_range=r.clip_range,
+                         overlong_buffer=r.overlong_buffer_len, overlong_factor=r.overlong_penalty_factor,
+                         max_new_tokens=cfg.rollout.max_new_tokens)
 
 
 def _raise_interrupt(signum, frame) -> None:

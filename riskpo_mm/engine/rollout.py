@@ -8,7 +8,6 @@ t + 1 was generated.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -88,7 +87,7 @@ class RolloutBatch:
         return any(m is not None for m in self.mm)
 
     def score(self, reward_cfg: RewardConfig) -> None:
-        """Grade every response with the reward router; fill rewards [P, n] and per-task metrics."""
+        """Grade every response with the reward router; fill rewards [P, n] (metrics: `AdvantageStep`)."""
         from riskpo_mm.rewards import score_batch
 
         repeated = [r for r in self.records for _ in range(self.n)]
@@ -97,29 +96,11 @@ class RolloutBatch:
         scale = [reward_cfg.task_weights.get(r.task, 1.0) for r in repeated]
         rewards = torch.tensor([res.reward * s for res, s in zip(self.results, scale)], dtype=torch.float64)
         self.rewards = rewards.view(len(self.records), self.n)
-        self.metrics.update(self._reward_metrics(repeated))
 
-    def _reward_metrics(self, repeated: list[Record]) -> dict[str, float]:
-        by_task: dict[str, list[Any]] = defaultdict(list)
-        for rec, res in zip(repeated, self.results):
-            by_task[rec.task].append(res)
-        m: dict[str, float] = {}
-        everything = self.results
-        for name, group in [("mean", everything), *sorted(by_task.items())]:
-            m[f"reward/{name}"] = sum(r.reward for r in group) / len(group)
-            m[f"accuracy/{name}"] = sum(r.accuracy for r in group) / len(group)
-            m[f"format/{name}"] = sum(bool(r.format_ok) for r in group) / len(group)
-        lengths = [len(t) for t in self.response_ids]
-        m["response_length/mean"] = sum(lengths) / len(lengths)
-        m["response_length/max"] = float(max(lengths))
-        m["response/truncated_fraction"] = sum(self.truncated) / len(self.truncated)
-        return m
-
-    def drop_prompts(self, drop: torch.Tensor) -> None:
-        """Leave the samples of prompts with drop[p] = True out of the loss (DAPO dynamic sampling)."""
-        keep = (~drop.bool()).repeat_interleave(self.n)
+    def keep_responses(self, keep: torch.Tensor) -> None:
+        """Leave responses with keep[p, j] = False out of the loss (DAPO's dynamic sampling drops whole prompts)."""
+        keep = keep.bool().reshape(-1)
         self.keep = keep if self.keep is None else self.keep & keep
-        self.metrics["dapo/kept_prompt_fraction"] = float((~drop.bool()).float().mean())
 
     def experience_fields(self, adv: torch.Tensor, pad_token_id: int) -> dict[str, Any]:
         """Fields of OpenRLHF's Experience: sequences [B, S], attention_mask [B, S], action_mask / advantages [B, S-1]."""

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from riskpo_mm.eval.harness import EvalResult, Sample, evaluate, evaluate_samples
+from riskpo_mm.eval.harness import EvalResult, evaluate
 
 
 class EvalError(ValueError):
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                    help="auto: bfloat16 on a GPU, float32 on a CPU")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine only")
+    p.add_argument("--max-model-len", type=int, default=None,
+                   help="vllm engine only: prompt + response tokens per sequence; default: the model's")
     return p
 
 
@@ -116,45 +118,39 @@ def run_hf(args, records: list) -> EvalResult:
 
 
 def run_vllm(args, records: list) -> EvalResult:
-    """vLLM engine: the same chat prompts and resized images as the HF path, sampled by vllm.LLM.
-
-    Log-probs are not requested (vLLM reports them before temperature scaling), so results carry no
-    entropy."""
+    """vLLM engine: `engine.vllm_rollout.VLLMRollout`, the local trainer's rollout backend: the same chat
+    prompts, resized images, sampler (vision tokens suppressed, stop at EOS) and sampled-distribution
+    log-probs (so results carry the entropy) as the HF path."""
     try:
-        from vllm import LLM, SamplingParams
+        import vllm  # noqa: F401
     except ImportError:
         raise EvalError("--engine vllm: the vllm package is not importable here; install the GPU extra "
                         "(pip install 'riskpo-mm[gpu]') or use --engine hf") from None
-    from transformers import AutoConfig, AutoProcessor
+    import torch
+    from transformers import AutoConfig
 
-    from riskpo_mm.data.images import load_image, resize_image
-    from riskpo_mm.data.templates import build_messages
+    from riskpo_mm.engine.vllm_rollout import VLLMRollout
+    from riskpo_mm.eval.harness import evaluate_with_vllm
 
     t0 = time.perf_counter()
-    family = _family(AutoConfig.from_pretrained(args.model), args.family)
-    image_config = _image_config(args)
-    processor = AutoProcessor.from_pretrained(args.model)
-    prompts = []
-    for rec in records:
-        images = [resize_image(load_image(ref), family, image_config.min_pixels, image_config.max_pixels)
-                  for ref in rec.images]
-        text = processor.apply_chat_template(build_messages(rec, args.system_prompt, images=images),
-                                             tokenize=False, add_generation_prompt=True)
-        prompts.append({"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})})
-    most_images = max(len(r.images) for r in records)
-    llm = LLM(model=args.model, seed=args.seed, tensor_parallel_size=args.tensor_parallel_size,
-              limit_mm_per_prompt={"image": max(most_images, 1)},
-              mm_processor_kwargs={"min_pixels": image_config.min_pixels, "max_pixels": image_config.max_pixels})
-    params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                            max_tokens=args.max_new_tokens, seed=args.seed)
-    outputs = llm.generate(prompts, params)
-    samples = [[Sample(text=o.text, length=len(o.token_ids), truncated=o.finish_reason == "length") for o in out.outputs]
-               for out in outputs]
-    config = {"engine": "vllm", "temperature": args.temperature, "top_p": args.top_p,
-              "max_new_tokens": args.max_new_tokens, "family": family, "min_pixels": image_config.min_pixels,
-              "max_pixels": image_config.max_pixels}
-    return evaluate_samples(records, samples, ks=parse_ks(args.k), seed=args.seed, keep_responses=not args.no_responses,
-                            response_chars=args.response_chars, config=config, wall_s=time.perf_counter() - t0)
+    config = AutoConfig.from_pretrained(args.model)
+    family = _family(config, args.family) if hasattr(config, "vision_config") else args.family
+    dtype = {"auto": "bfloat16" if torch.cuda.is_available() else "float32"}.get(args.dtype, args.dtype)
+    rollout = VLLMRollout(args.model, dtype=dtype, max_model_len=args.max_model_len, seed=args.seed,
+                          image_config=_image_config(args), family=family,
+                          max_images_per_prompt=max(1, max(len(r.images) for r in records)),
+                          tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=0.9,
+                          enable_sleep_mode=False)
+    try:
+        result = evaluate_with_vllm(
+            rollout, records, n=args.n, ks=parse_ks(args.k), temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens, seed=args.seed, top_p=args.top_p, system_prompt=args.system_prompt,
+            keep_responses=not args.no_responses, response_chars=args.response_chars, progress=True,
+        )
+    finally:
+        rollout.close()
+    result.wall_s = time.perf_counter() - t0
+    return result
 
 
 def format_groups(result: EvalResult) -> str:

@@ -1,7 +1,8 @@
 """The pass@k harness: sample n responses per problem, grade them, aggregate honest metrics.
 
 `evaluate` runs on an in-memory HF model (the local trainer calls it before, during and after RL)
-with the same prompt encoding and sampling as the training rollouts. `evaluate_samples` does the
+with the same prompt encoding and sampling as the training rollouts; `evaluate_with_vllm` does the
+same on a colocated vLLM engine (`engine.vllm_rollout.VLLMRollout`). `evaluate_samples` does the
 grading and aggregation for responses from any engine (HF or vLLM), so both report identically.
 
 Metrics of a group of problems (all problems, each task, each data source, each difficulty level):
@@ -334,6 +335,73 @@ def evaluate(
     config = {"engine": "hf", "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
               "family": family, "min_pixels": getattr(image_config, "min_pixels", None),
               "max_pixels": getattr(image_config, "max_pixels", None)}
+    return evaluate_samples(records, samples, ks=ks, reward_weights=reward_weights, n_boot=n_boot, seed=seed,
+                            keep_responses=keep_responses, response_chars=response_chars, config=config,
+                            wall_s=time.perf_counter() - t0)
+
+
+def generate_samples_vllm(
+    rollout,
+    records: Sequence,
+    *,
+    n: int,
+    temperature: float,
+    max_new_tokens: int,
+    seed: int,
+    batch_size: Optional[int] = None,
+    top_p: float = 1.0,
+    system_prompt: Optional[str] = None,
+    progress: bool = False,
+) -> list[list[Sample]]:
+    """n samples per record from a `engine.vllm_rollout.VLLMRollout` (its prompt encoding, pixel limits
+    and sampler: the training rollouts' semantics). `batch_size` prompts per call (None: all in one,
+    vLLM schedules them); batch b is seeded with seed + b, as `generate_samples_hf`. The log-probs are
+    the sampled distribution's, so `entropy` is reported as on the HF engine."""
+    from tqdm.auto import tqdm
+
+    size = batch_size or max(len(records), 1)
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out: list[list[Sample]] = []
+    starts = range(0, len(records), size)
+    for b, start in enumerate(tqdm(starts, desc="eval", disable=not progress, dynamic_ncols=True)):
+        chunk = list(records[start : start + size])
+        roll = rollout.generate(chunk, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                system_prompt=system_prompt, seed=seed + b)
+        flat = [Sample(text=t, length=len(ids), truncated=trunc, logprob_sum=float(lp.sum()))
+                for t, ids, trunc, lp in zip(roll.responses, roll.response_ids, roll.truncated, roll.rollout_logprobs)]
+        out += [flat[p * n : (p + 1) * n] for p in range(len(chunk))]
+    return out
+
+
+def evaluate_with_vllm(
+    rollout,
+    records: Sequence,
+    *,
+    n: int,
+    ks: Sequence[int],
+    temperature: float,
+    max_new_tokens: int,
+    seed: int,
+    batch_size: Optional[int] = None,
+    reward_weights=None,
+    top_p: float = 1.0,
+    system_prompt: Optional[str] = None,
+    n_boot: int = 1000,
+    keep_responses: bool = True,
+    response_chars: Optional[int] = 2000,
+    progress: bool = False,
+) -> EvalResult:
+    """`evaluate` on a vLLM engine (`VLLMRollout`, e.g. the local trainer's colocated one, synced to the
+    policy): n samples each, graded, aggregated. Reproducible given the seed and the weights."""
+    check_ks(ks, n)
+    t0 = time.perf_counter()
+    samples = generate_samples_vllm(rollout, records, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                                    seed=seed, batch_size=batch_size, top_p=top_p, system_prompt=system_prompt,
+                                    progress=progress)
+    image_config = rollout.image_config
+    config = {"engine": "vllm", "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
+              "family": rollout.family, "min_pixels": image_config.min_pixels, "max_pixels": image_config.max_pixels}
     return evaluate_samples(records, samples, ks=ks, reward_weights=reward_weights, n_boot=n_boot, seed=seed,
                             keep_responses=keep_responses, response_chars=response_chars, config=config,
                             wall_s=time.perf_counter() - t0)

@@ -8,7 +8,8 @@ sample's rollout position). Bundles must not depend on which engine finished fir
    label dict ``{"uid", "task", ...}``, a dict or its JSON string);
 2. prompts are put in dataloader order (the order the samples generator dispatched them,
    recorded in a `PromptOrder`), or, for prompts not recorded, by uid;
-3. rewards ``[P, n]`` in that order go through the estimator once for the whole rollout batch;
+3. rewards ``[P, n]`` in that order go through `riskpo_mm.algo.AdvantageStep` (the function the
+   local engine calls too) once for the whole rollout batch;
 4. each response's advantage is broadcast over its action mask.
 
 `compute_riskpo_advantages` is what both engines call; `RiskPOAdvantageMixin` puts it in place
@@ -29,7 +30,6 @@ from riskpo_mm.openrlhf_ext import compat
 compat.install()
 
 from openrlhf.trainer.ppo_utils.experience import Experience  # noqa: E402
-from openrlhf.trainer.ppo_utils.length_penalty import apply_length_penalties  # noqa: E402
 
 
 def parse_label(label: Any) -> dict[str, Any]:
@@ -122,17 +122,19 @@ def _rollout_positions(experiences: Sequence[Experience]) -> list[int]:
 @torch.no_grad()
 def compute_riskpo_advantages(
     experiences: list[Experience],
-    estimator: Any,
+    step: Any,
     args: Any,
     order: Optional[PromptOrder] = None,
     kl_coef: float = 0.0,
 ) -> tuple[list[Experience], dict[str, float]]:
-    """Advantages and returns for a rollout batch with a riskpo_mm.algo estimator.
+    """Advantages and returns for a rollout batch with the engine-neutral `riskpo_mm.algo.AdvantageStep`.
 
-    ``args``: OpenRLHF's hierarchized args (``rollout.n_samples_per_prompt``, ``reward.clip_range``,
-    length-penalty options). Sets ``advantages``/``returns: [B, A]`` (the response advantage on
-    every action token), ``info["return"]``, ``info["group_reward_std"]``, and clears ``kl``.
-    Returns the experiences and the estimator's metrics.
+    ``args``: OpenRLHF's hierarchized args (``rollout.n_samples_per_prompt``). Sets
+    ``advantages``/``returns: [B, A]`` (the response advantage on every action token), drops the
+    action tokens of responses the step leaves out (DAPO's keep mask, as the local engine does),
+    sets ``info["return"]`` and ``info["group_reward_std"]``, clears ``kl``. Reward shaping (clip
+    range, overlong penalty) is the step's, not OpenRLHF's, so it is the same on both engines.
+    Returns the experiences and the step's metrics.
     """
     if kl_coef > 0 and not args.algo.kl.use_loss:
         raise ValueError(
@@ -140,10 +142,6 @@ def compute_riskpo_advantages(
             "advantages do not use; pass --algo.kl.use_loss for a KL term with RiskPO, or --algo.kl.init_coef 0"
         )
     n = args.rollout.n_samples_per_prompt
-    for e in experiences:
-        e.rewards = e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32))
-    apply_length_penalties(experiences, args)
-
     positions = torch.tensor(_rollout_positions(experiences), dtype=torch.long)  # [N]
     flat_labels = [label for e in experiences for label in e.labels]
     if len(flat_labels) != len(positions):
@@ -151,48 +149,68 @@ def compute_riskpo_advantages(
     labels_ro: list[Any] = [None] * len(positions)
     for pos, label in zip(positions.tolist(), flat_labels):
         labels_ro[pos] = label
-    rewards_ro = torch.empty(len(positions), dtype=torch.float32)
-    rewards_ro[positions] = torch.cat([e.rewards.float() for e in experiences])
-    clip = getattr(args.reward, "clip_range", None)
-    if clip:
-        rewards_ro = rewards_ro.clamp(min=clip[0], max=clip[1])
 
-    perm, _uids, tasks = group_rollout(labels_ro, n, order)  # [P, n]
-    rewards = rewards_ro[perm]  # [P, n] dataloader order
-    adv = estimator.advantages(rewards, groups=tasks)  # [P, n]
-    adv_ro = torch.empty_like(rewards_ro)
-    adv_ro[perm.reshape(-1)] = adv.reshape(-1).to(adv_ro.dtype)
-    std_ro = torch.empty_like(rewards_ro)
-    group_std = rewards.std(-1, keepdim=True) if n > 1 else torch.zeros_like(rewards[:, :1])  # [P, 1]
-    std_ro[perm.reshape(-1)] = group_std.expand(-1, n).reshape(-1)
+    def rollout_order(values: list[torch.Tensor]) -> torch.Tensor:
+        out = torch.empty(len(positions), dtype=torch.float64)
+        out[positions] = torch.cat([v.reshape(-1).to(torch.float64) for v in values])
+        return out
+
+    def info(key: str) -> Optional[torch.Tensor]:
+        if not all(key in e.info for e in experiences):
+            return None
+        return rollout_order([e.info[key] for e in experiences])
+
+    rewards_ro = rollout_order([e.rewards for e in experiences])  # [N]
+    lengths_ro = rollout_order([e.action_mask.sum(-1) for e in experiences])
+    truncated_ro = rollout_order([e.truncated for e in experiences]) if all(
+        e.truncated is not None for e in experiences) else None
+
+    perm, _uids, tasks = group_rollout(labels_ro, n, order)  # [P, n] rollout positions in dataloader order
+    fields = {"lengths": lengths_ro, "accuracy": info("accuracy"), "format_ok": info("format_ok"),
+              "truncated": truncated_ro}
+    result = step(rewards_ro[perm], tasks, **{k: None if v is None else v[perm] for k, v in fields.items()})
+
+    flat = perm.reshape(-1)
+    adv_ro = torch.empty(len(positions), dtype=torch.float32)
+    adv_ro[flat] = result.advantages.reshape(-1).float()
+    keep_ro = torch.empty(len(positions), dtype=torch.bool)
+    keep_ro[flat] = result.keep.reshape(-1)
+    shaped_ro = torch.empty(len(positions), dtype=torch.float32)
+    shaped_ro[flat] = result.rewards.reshape(-1).float()
+    std_ro = torch.zeros(len(positions), dtype=torch.float32)
+    if n > 1:
+        std_ro[flat] = result.rewards.std(-1, keepdim=True).expand(-1, n).reshape(-1).float()
 
     splits = positions.split([len(e.rewards) for e in experiences])
     for e, idx in zip(experiences, splits):
+        e.action_mask = e.action_mask & keep_ro[idx][:, None].to(e.action_mask.device)
         mask = e.action_mask.to(torch.float32)  # [b, A]
         e.advantages = adv_ro[idx][:, None] * mask  # [b, A]
         e.returns = e.advantages.clone()
-        e.info["return"] = rewards_ro[idx]
+        e.rewards = shaped_ro[idx].to(e.rewards.dtype)
+        e.info["return"] = shaped_ro[idx]
         if n > 1:
             e.info["group_reward_std"] = std_ro[idx]
         e.kl = None
-    return experiences, dict(getattr(estimator, "metrics", {}))
+    return experiences, result.metrics
 
 
 class RiskPOAdvantageMixin:
-    """Put before an OpenRLHF experience maker class: with ``self.estimator`` set, advantages come from
-    `compute_riskpo_advantages`; with ``estimator = None`` OpenRLHF's own estimators run unchanged."""
+    """Put before an OpenRLHF experience maker class: with ``self.step`` set (a riskpo_mm
+    `AdvantageStep`), advantages come from `compute_riskpo_advantages`; with ``step = None``
+    OpenRLHF's own estimators run unchanged."""
 
-    estimator: Any = None
+    step: Any = None
     prompt_order: Optional[PromptOrder] = None
-    estimator_metrics: dict[str, float] = {}
+    step_metrics: dict[str, float] = {}
 
     def compute_advantages_and_returns(self, experiences: list[Experience]) -> list[Experience]:
-        if self.estimator is None:
+        if self.step is None:
             return super().compute_advantages_and_returns(experiences)
         kl_ctl = getattr(self, "kl_ctl", None)
-        experiences, self.estimator_metrics = compute_riskpo_advantages(
+        experiences, self.step_metrics = compute_riskpo_advantages(
             experiences,
-            self.estimator,
+            self.step,
             self.strategy.args,
             self.prompt_order,
             kl_coef=float(kl_ctl.value) if kl_ctl is not None else 0.0,

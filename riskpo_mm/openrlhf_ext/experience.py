@@ -1,8 +1,8 @@
 """The RiskPO experience maker for OpenRLHF's Ray trainer (imports vLLM through OpenRLHF).
 
 Everything but the advantage step is OpenRLHF's ``RemoteExperienceMaker``: model forwards,
-rewards, KL. The advantage step is `advantages.compute_riskpo_advantages` over the whole rollout
-batch on the controller, before the batch is split across the actor ranks.
+rewards, KL. The advantage step is `advantages.compute_riskpo_advantages` (our `AdvantageStep`) over the whole
+rollout batch on the controller, before the batch is split across the actor ranks.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker  #
 
 
 class RiskPOExperienceMaker(RiskPOAdvantageMixin, RemoteExperienceMaker):
-    """``RemoteExperienceMaker`` with riskpo_mm estimators (``estimator=None``: OpenRLHF's own)."""
+    """``RemoteExperienceMaker`` with a riskpo_mm `AdvantageStep` (``step=None``: OpenRLHF's own estimators)."""
 
-    def __init__(self, *args: Any, estimator: Any = None, prompt_order: Optional[PromptOrder] = None, **kwargs: Any):
+    def __init__(self, *args: Any, step: Any = None, prompt_order: Optional[PromptOrder] = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.estimator = estimator
+        self.step = step
         self.prompt_order = prompt_order
-        self.estimator_metrics = {}
+        self.step_metrics = {}

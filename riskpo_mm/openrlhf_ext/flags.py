@@ -44,6 +44,11 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--riskpo.preset", default="riskpo", choices=RiskPOConfig.preset_names(), help="RiskPO preset")
     group.add_argument("--riskpo.seed", type=int, default=None, help="estimator RNG seed (default: --train.seed)")
+    group.add_argument("--riskpo.reward_clip", type=float, nargs=2, default=None,
+                       help="clip rewards to [low, high] before the estimator (riskpo-mm reward.clip_range)")
+    group.add_argument("--riskpo.overlong_buffer", type=int, default=None,
+                       help="DAPO soft overlong penalty over the last N of --rollout.max_new_tokens tokens")
+    group.add_argument("--riskpo.overlong_factor", type=float, default=1.0, help="largest overlong penalty")
     group.add_argument("--riskpo.metrics_file", default=None,
                        help="append every step's metrics to this JSONL file (riskpo-mm's metrics.jsonl)")
     hints = get_type_hints(RiskPOConfig)

@@ -2,12 +2,12 @@
 
 It changes four things and keeps OpenRLHF's loop (``fit``) as is:
 
-- ``experience_maker``: `RiskPOExperienceMaker` holding the riskpo_mm estimator;
+- ``experience_maker``: `RiskPOExperienceMaker` holding the engine-neutral `AdvantageStep`;
 - ``samples_generator``: records the dataloader order of each rollout's prompts (`PromptOrder`),
   which the experience maker uses to bundle prompts independently of vLLM completion order;
-- ``train_step``: adds the estimator's metrics (``<estimator>/...``, the local engine's names) to the
-  step's logs, which also go to ``--riskpo.metrics_file`` (the run folder's ``metrics.jsonl``);
-- checkpoints: the estimator state (quantile trackers, pairing RNG) rides in OpenRLHF's DeepSpeed
+- ``train_step``: adds the step's metrics to the step's logs, which also go to ``--riskpo.metrics_file``
+  (the run folder's ``metrics.jsonl``) under the local engine's names (`local_metric_names`);
+- checkpoints: the step's state (quantile trackers, pairing RNG) rides in OpenRLHF's DeepSpeed
   ``client_states`` under ``riskpo_estimator`` and is restored on ``--ckpt.load_enable``.
 
 ``RiskPOPPOTrainer`` is the Ray actor class (what ``train_ray`` passes to ``.remote``);
@@ -27,7 +27,7 @@ compat.install()
 from openrlhf.trainer.ppo_trainer import PPOTrainer  # noqa: E402
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noqa: E402
 
-from riskpo_mm.algo import build_estimator  # noqa: E402
+from riskpo_mm.algo import AdvantageStep  # noqa: E402
 from riskpo_mm.openrlhf_ext.advantages import PromptOrder  # noqa: E402
 from riskpo_mm.openrlhf_ext.experience import RiskPOExperienceMaker  # noqa: E402
 from riskpo_mm.openrlhf_ext.flags import riskpo_config  # noqa: E402
@@ -51,13 +51,34 @@ class RecordingSamplesGenerator(SamplesGenerator):
         return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
 
 
-def build_estimator_from_args(args: Any) -> Optional[Any]:
-    """The riskpo_mm estimator selected by ``--riskpo.estimator`` (None for ``off``)."""
+def build_step_from_args(args: Any) -> Optional[AdvantageStep]:
+    """The engine-neutral advantage step selected by ``--riskpo.*`` (None for ``--riskpo.estimator off``)."""
     name = args.riskpo.estimator
     if name == "off":
         return None
     seed = args.riskpo.seed if args.riskpo.seed is not None else args.train.seed
-    return build_estimator(name, riskpo_config(args), seed=seed)
+    clip = tuple(args.riskpo.reward_clip) if args.riskpo.reward_clip else None
+    return AdvantageStep(name, riskpo_config(args), seed, clip_range=clip, overlong_buffer=args.riskpo.overlong_buffer,
+                         overlong_factor=args.riskpo.overlong_factor, max_new_tokens=args.rollout.max_new_tokens)
+
+
+def local_metric_names(status: dict) -> dict:
+    """OpenRLHF's step status under the local engine's names: its training-step keys as ``train/<key>``
+    (the local engine logs the same ``training_step`` keys so), its timings as ``time/...``, the true
+    token entropy as ``entropy``; our step's metrics pass through."""
+    out: dict = {}
+    timing = {"timing/generation": "time/generate", "timing/make_experience": "time/experience",
+              "timing/ppo_train": "time/train", "timing/broadcast": "time/weight_sync", "timing/step_total": "time/step"}
+    for key, value in status.items():
+        if key in timing:
+            out[timing[key]] = value
+        elif "/" in key:
+            out[key] = value
+        else:
+            out[f"train/{key}"] = value
+    if "train/entropy_loss" in out:
+        out["entropy"] = out["train/entropy_loss"]
+    return out
 
 
 class RiskPOTrainerMixin:
@@ -74,7 +95,7 @@ class RiskPOTrainerMixin:
             self.kl_ctl,
             self.strategy,
             self.tokenizer,
-            estimator=build_estimator_from_args(self.args),
+            step=build_step_from_args(self.args),
             prompt_order=self.prompt_order,
         )
         self.samples_generator = RecordingSamplesGenerator(
@@ -87,13 +108,12 @@ class RiskPOTrainerMixin:
         )
 
     @property
-    def estimator(self) -> Optional[Any]:
-        return self.experience_maker.estimator
+    def step(self) -> Optional[AdvantageStep]:
+        return self.experience_maker.step
 
     def train_step(self, rollout_samples, global_step: int):
         status, global_step = super().train_step(rollout_samples, global_step)
-        prefix = f"{self.args.riskpo.estimator}/"
-        status.update({prefix + k: v for k, v in self.experience_maker.estimator_metrics.items()})
+        status.update(self.experience_maker.step_metrics)
         return status, global_step
 
     @property
@@ -111,10 +131,10 @@ class RiskPOTrainerMixin:
 
     def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
         client_states = {} if client_states is None else client_states  # same dict reaches the best-ckpt save
-        if self.estimator is not None:
-            client_states[ESTIMATOR_STATE_KEY] = self.estimator.state_dict()
+        if self.step is not None:
+            client_states[ESTIMATOR_STATE_KEY] = self.step.state_dict()
         if self.metrics_log is not None and logs_dict:
-            self.metrics_log.log(global_step, logs_dict)
+            self.metrics_log.log(global_step, local_metric_names(logs_dict))
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
 
     def init_checkpoint_states(self) -> dict:
@@ -125,11 +145,12 @@ class RiskPOTrainerMixin:
         return states
 
     def restore_estimator_state(self, checkpoint_states: dict) -> bool:
-        """Load the estimator state from checkpoint client states; False if there is none to load."""
+        """Load the advantage step's state (estimator, risk monitor) from checkpoint client states;
+        False if there is none to load."""
         state = checkpoint_states.get(ESTIMATOR_STATE_KEY) if checkpoint_states else None
-        if state is None or self.estimator is None:
+        if state is None or self.step is None:
             return False
-        self.estimator.load_state_dict(state)
+        self.step.load_state_dict(state)
         return True
 
 
