@@ -196,9 +196,12 @@ class RewardConfig(_Section):
         None, gt=0, description="DAPO's soft overlong penalty: responses longer than rollout.max_new_tokens minus "
         "this many tokens lose up to overlong_penalty_factor, linearly; None: off.")
     overlong_penalty_factor: float = Field(1.0, ge=0, description="Largest overlong penalty (DAPO: 1.0).")
-    code_timeout_s: float = Field(5.0, gt=0)
-    code_memory_mb: int = Field(512, gt=0)
-    workers: int = Field(2, gt=0, description="Sandbox worker processes for code grading.")
+    code_timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit of one code answer's whole test set.")
+    code_memory_mb: int = Field(512, gt=0, description="Memory limit of one code answer's sandbox.")
+    code_isolation: Literal["auto", "bwrap", "none"] = Field(
+        "auto", description="Sandbox isolation for model-written code: bubblewrap (auto refuses to run code "
+        "without it), or none (trusted code only; see docs/sandbox.md).")
+    workers: int = Field(2, gt=0, description="Code answers graded at once per process (sandboxes in parallel).")
 
 
 class TrainConfig(_Section):

@@ -13,6 +13,17 @@ class RayDataError(ValueError):
     """The data cannot make the run the config asks for."""
 
 
+def reward_spec(cfg: RunConfig) -> dict[str, Any]:
+    """The run's reward settings as every label carries them to the Ray reward function
+    (`riskpo_mm.rewards.openrlhf_reward`): weights, binary form, task scales, code sandbox limits."""
+    r = cfg.reward
+    return {"binary_form": r.binary_form,
+            "tasks": {task: w.model_dump() for task, w in r.weights.items()},
+            "task_weights": dict(r.task_weights),
+            "code": {"timeout_s": r.code_timeout_s, "memory_mb": r.code_memory_mb, "isolation": r.code_isolation,
+                     "workers": r.workers}}
+
+
 def prepare_ray_data(cfg: RunConfig, *, write: bool = True) -> tuple[dict[str, Any], Optional[str], int]:
     """Write `<run>/ray_data/{train,test}.jsonl` (absolute paths); return (data flags, eval file, max_samples).
 
@@ -31,9 +42,7 @@ def prepare_ray_data(cfg: RunConfig, *, write: bool = True) -> tuple[dict[str, A
     if len(train) < P:
         raise RayDataError(f"data.train has {len(train)} usable records, fewer than rollout.prompts_per_step ({P}): "
                            "not one step's worth of prompts")
-    reward = {"binary_form": cfg.reward.binary_form,
-              "tasks": {task: w.model_dump() for task, w in cfg.reward.weights.items()},
-              "task_weights": dict(cfg.reward.task_weights)}
+    reward = reward_spec(cfg)
     system = cfg.data.system_prompt
     flags = write_openrlhf_jsonl(train, out / "train.jsonl", reward=reward, system_prompt=system, write=write)
     eval_file = None

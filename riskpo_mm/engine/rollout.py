@@ -92,7 +92,7 @@ class RolloutBatch:
 
         repeated = [r for r in self.records for _ in range(self.n)]
         self.results = score_batch(repeated, self.responses, weights=reward_weights(reward_cfg),
-                                   workers=reward_cfg.workers)
+                                   workers=reward_cfg.workers, code_limits=code_limits(reward_cfg))
         scale = [reward_cfg.task_weights.get(r.task, 1.0) for r in repeated]
         rewards = torch.tensor([res.reward * s for res, s in zip(self.results, scale)], dtype=torch.float64)
         self.rewards = rewards.view(len(self.records), self.n)
@@ -151,6 +151,14 @@ def reward_weights(reward_cfg: RewardConfig):
         "binary_form": reward_cfg.binary_form,
         "tasks": {task: w.model_dump() for task, w in reward_cfg.weights.items()},
     })
+
+
+def code_limits(reward_cfg: RewardConfig):
+    """The sandbox limits of the config's code settings (the Ray reward function builds the same)."""
+    from riskpo_mm.rewards.sandbox import SandboxLimits
+
+    return SandboxLimits(timeout_s=reward_cfg.code_timeout_s, memory_mb=reward_cfg.code_memory_mb,
+                         isolation=reward_cfg.code_isolation)
 
 
 @torch.no_grad()

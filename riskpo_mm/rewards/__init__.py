@@ -25,9 +25,11 @@ def score(record: Any, response: str | None, weights: RewardWeights | None = Non
 
 
 def score_batch(records: Sequence[Any], responses: Sequence[str | None], weights: RewardWeights | None = None,
-                workers: int | None = 4, batch_timeout_s: float | None = None) -> list[RewardResult]:
-    """Grade a batch with the default router (code tasks on ``workers`` sandboxes at once)."""
-    return router.score_batch(records, responses, weights, workers, batch_timeout_s)
+                workers: int | None = 4, batch_timeout_s: float | None = None,
+                code_limits: Any = None) -> list[RewardResult]:
+    """Grade a batch with the default router (code tasks on ``workers`` sandboxes at once, each under
+    ``code_limits``, a `riskpo_mm.rewards.sandbox.SandboxLimits`)."""
+    return router.score_batch(records, responses, weights, workers, batch_timeout_s, code_limits)
 
 
 def register_task(name: str, grader: Grader, replace: bool = True) -> None:

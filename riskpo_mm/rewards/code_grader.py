@@ -16,7 +16,8 @@ class CodeGrader:
     def __init__(self, limits: SandboxLimits | None = None) -> None:
         self.limits = limits or SandboxLimits()
 
-    def __call__(self, record: RecordView, response: str, deadline: float | None = None) -> GradeOutcome:
+    def __call__(self, record: RecordView, response: str, deadline: float | None = None,
+                 limits: SandboxLimits | None = None) -> GradeOutcome:
         try:
             tests = normalise_tests(record.tests)
         except ValueError as e:
@@ -27,6 +28,6 @@ class CodeGrader:
         fmt = think_format_ok(response) and tagged
         if code is None or not code.strip():
             return GradeOutcome(0.0, fmt, "no code block")
-        res = run_tests(code, tests, limits=self.limits, deadline=deadline)
+        res = run_tests(code, tests, limits=limits or self.limits, deadline=deadline)
         reason = f"tests passed {res.passed}/{res.total} ({res.status})"
         return GradeOutcome(1.0 if res.all_passed else 0.0, fmt, reason)

@@ -10,8 +10,11 @@ answer). Returns ``{"rewards", "scores", "extra_logs"}`` with tensors of shape
 from the mixed reward. Never raises.
 
 A label may carry the run's reward settings under ``"reward"``:
-``{"binary_form": "01"|"pm1", "tasks": {task: {"accuracy": w, "format": w}}, "task_weights": {task: scale}}``
-(``riskpo_mm.openrlhf_ext.data`` writes them from the YAML config). Without it, the router's default
+``{"binary_form": "01"|"pm1", "tasks": {task: {"accuracy": w, "format": w}}, "task_weights": {task: scale},
+"code": {"timeout_s", "memory_mb", "isolation", "workers"}}`` (``riskpo_mm.engine.ray_data`` writes
+them from the YAML config). ``code.workers`` bounds how many code answers this process grades at
+once, as ``reward.workers`` does on the local engine (OpenRLHF calls this function from one
+thread per sample). Without it, the router's default
 weights apply and ``RISKPO_REWARD_BINARY_FORM=pm1`` switches to the +-1 form.
 """
 
@@ -21,6 +24,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 from typing import Any
 
 import torch
@@ -30,6 +34,27 @@ from riskpo_mm.rewards import RewardResult, RewardWeights, router
 logger = logging.getLogger(__name__)
 _ASSISTANT_MARKERS = ("<|im_start|>assistant\n", "<|im_start|>assistant")
 _END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
+
+
+_code_slots: dict[int, threading.BoundedSemaphore] = {}
+_code_slots_lock = threading.Lock()
+
+
+def _code_slot(workers: int) -> threading.BoundedSemaphore:
+    """The process-wide semaphore that lets ``workers`` code answers be graded at once."""
+    with _code_slots_lock:
+        return _code_slots.setdefault(workers, threading.BoundedSemaphore(workers))
+
+
+def _code_limits(spec: dict | None):
+    """Sandbox limits from a label's ``reward.code`` spec (None: the grader's defaults)."""
+    code = (spec or {}).get("code")
+    if not code:
+        return None
+    from riskpo_mm.rewards.sandbox import SandboxLimits
+
+    return SandboxLimits(timeout_s=float(code["timeout_s"]), memory_mb=int(code["memory_mb"]),
+                         isolation=str(code.get("isolation", "auto")))
 
 
 def _weights(spec: dict | None) -> tuple[RewardWeights, dict[str, float]]:
@@ -91,8 +116,15 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> di
         responses = [response_from_query(q, p) for q, p in zip(queries, prompts)]
         records = [dict(label_to_record(lab)) for lab in labels]
         specs = [rec.pop("reward", None) for rec in records]
-        weights, scale = _weights(next((s for s in specs if s), None))
-        results = router.score_batch(records, responses, weights=weights)
+        spec = next((s for s in specs if s), None)
+        weights, scale = _weights(spec)
+        limits = _code_limits(spec)
+        workers = int(((spec or {}).get("code") or {}).get("workers", 4))
+        if any(router._runs_code(r) for r in records):
+            with _code_slot(workers):
+                results = router.score_batch(records, responses, weights=weights, workers=workers, code_limits=limits)
+        else:
+            results = router.score_batch(records, responses, weights=weights, code_limits=limits)
         results = [dataclasses.replace(r, reward=r.reward * scale.get(r.task, 1.0)) for r in results]
     except Exception as e:
         reason = f"error: reward_func: {type(e).__name__}: {e}"

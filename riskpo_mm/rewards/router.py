@@ -15,6 +15,7 @@ from .code_grader import CodeGrader
 from .grading_pool import GradeTimeout
 from .math_grader import MathGrader, NumericGrader
 from .record_view import RecordView, as_record
+from .sandbox import SandboxLimits
 from .result import GoldAnswerError, GradeOutcome, RewardResult
 from .weights import RewardWeights
 
@@ -54,12 +55,13 @@ class RewardRouter:
         return sorted(self._graders)
 
     def score(self, record: Any, response: str | None, weights: RewardWeights | None = None,
-              deadline: float | None = None) -> RewardResult:
+              deadline: float | None = None, code_limits: SandboxLimits | None = None) -> RewardResult:
         """Grade one response. Never raises: an internal error gives reward 0 and reason "error: ...".
 
         Built-in graders return within a bound in any thread (docs/grading.md:
         6 s worst case for responses up to 10 MB); a grade cut off there is 0
-        with reason "error: timeout: ...", counted under ``timeouts``.
+        with reason "error: timeout: ...", counted under ``timeouts``. ``code_limits`` (timeout,
+        memory, isolation of each sandboxed run) go to graders that run code and take ``limits``.
         """
         task = "?"
         try:
@@ -73,7 +75,9 @@ class RewardRouter:
             if not isinstance(response, str):
                 raise TypeError(f"response must be a string, got {type(response).__name__}")
             if getattr(grader, "runs_code", False) and "deadline" in inspect.signature(grader).parameters:
-                out = grader(rec, response, deadline=deadline)
+                extra = {"limits": code_limits} if code_limits is not None and "limits" in inspect.signature(
+                    grader).parameters else {}
+                out = grader(rec, response, deadline=deadline, **extra)
             else:
                 out = grader(rec, response)
             reward = (weights or self.weights).combine(task, out.accuracy, out.format_ok)
@@ -88,7 +92,8 @@ class RewardRouter:
 
     def score_batch(self, records: Sequence[Any], responses: Sequence[str | None],
                     weights: RewardWeights | None = None, workers: int | None = 4,
-                    batch_timeout_s: float | None = None) -> list[RewardResult]:
+                    batch_timeout_s: float | None = None,
+                    code_limits: SandboxLimits | None = None) -> list[RewardResult]:
         """Grade a rollout batch: code tasks concurrently (``workers`` sandboxes), the rest here.
 
         ``batch_timeout_s`` bounds the code runs of the whole batch; runs cut
@@ -101,7 +106,7 @@ class RewardRouter:
         code_idx = [i for i, r in enumerate(records) if self._runs_code(r)]
         pool = ThreadPoolExecutor(max_workers=max(1, workers or 1)) if code_idx else None
         try:
-            futures = {i: pool.submit(self.score, records[i], responses[i], weights, deadline)
+            futures = {i: pool.submit(self.score, records[i], responses[i], weights, deadline, code_limits)
                        for i in code_idx} if pool else {}
             for i in range(len(records)):
                 if i not in futures:

@@ -1,0 +1,116 @@
+"""One config, one behaviour: each field means the same on the local and the Ray engine, or is
+rejected where it cannot hold, naming the key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+
+from riskpo_mm.config import ConfigError, validate_config
+from riskpo_mm.data.record import Record
+from riskpo_mm.engine.flags import openrlhf_argv
+from riskpo_mm.openrlhf_ext.data import openrlhf_row
+from riskpo_mm.openrlhf_ext.train_ray import parse_ray_args
+from riskpo_mm.rewards import GradeOutcome, register_task
+from riskpo_mm.rewards.openrlhf_reward import reward_func
+
+BASE = {"name": "c", "model": {"path": "m"}, "data": {"train": ["a.jsonl"]}}
+SLOW_CODE = "<think>x</think>\n```python\nimport time\ntime.sleep(30)\n```"
+CODE_RECORD = {"id": "c1", "task": "code", "prompt": "p", "answer": "", "tests": ["assert True"]}
+
+
+def _cfg(**sections):
+    return validate_config({**BASE, **sections})
+
+
+def _ray_label(cfg, record: dict) -> str:
+    from riskpo_mm.engine.ray_data import reward_spec
+
+    return json.dumps({**record, "uid": record["id"], "reward": reward_spec(cfg)})
+
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (make setup)")
+
+
+@needs_bwrap
+def test_code_timeout_is_the_configs_on_both_engines():
+    from riskpo_mm.engine.rollout import RolloutBatch
+
+    cfg = _cfg(reward={"code_timeout_s": 1.0})
+    t0 = time.monotonic()
+    batch = RolloutBatch(records=[Record.from_dict(CODE_RECORD)], n=1, prompt_ids=[], response_ids=[],
+                         rollout_logprobs=[], mm=[], responses=[SLOW_CODE], truncated=[False])
+    batch.score(cfg.reward)
+    local_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    ray = reward_func([SLOW_CODE], [""], [_ray_label(cfg, CODE_RECORD)])
+    ray_s = time.monotonic() - t0
+    assert "timeout" in batch.results[0].reason and float(ray["rewards"][0]) == 0.0
+    assert local_s < 5 and ray_s < 5  # the 1 s limit, not the 5 s default, on both
+
+
+def test_reward_workers_bound_concurrent_code_grades_on_the_ray_reward_function():
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    class SlowCode:
+        runs_code = True
+
+        def __call__(self, record, response, deadline=None):
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            time.sleep(0.2)
+            with lock:
+                state["now"] -= 1
+            return GradeOutcome(1.0, True, "ok")
+
+    register_task("slow_code_contract", SlowCode())
+    cfg = _cfg(reward={"workers": 2})
+    label = _ray_label(cfg, {"id": "s", "task": "slow_code_contract", "prompt": "p", "answer": ""})
+    threads = [threading.Thread(target=reward_func, args=(["x"], [""], [label])) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["peak"] == 2
+
+
+def test_system_prompt_reaches_both_engines_prompts():
+    record = Record.from_dict({"id": "q", "task": "math", "prompt": "What is 1+1?", "answer": "2"})
+    row = openrlhf_row(record, system_prompt="Be brief.")
+    assert row["prompt"][0] == {"role": "system", "content": "Be brief."}
+    from riskpo_mm.data.templates import build_messages
+
+    assert build_messages(record, "Be brief.")[0]["role"] == "system"  # the local engine's prompt builder
+
+
+@pytest.mark.parametrize("dtype,flag", [("float32", "fp32"), ("bfloat16", "bf16")])
+def test_model_dtype_is_the_training_dtype_on_both_engines(dtype, flag):
+    args = parse_ray_args(openrlhf_argv(_cfg(model={"path": "m", "dtype": dtype})))
+    assert args.ds.param_dtype == flag  # local and Ray actors both build from these flags; vLLM follows it
+
+
+@pytest.mark.parametrize("key,owner", [("reward.clip_range", "reward.clip_range"),
+                                       ("reward.overlong_buffer_len", "reward.overlong_buffer_len"),
+                                       ("ds.param_dtype", "model.dtype"),
+                                       ("algo.advantage.is_correction_level", "algorithm.loss.is_correction")])
+def test_ray_extra_args_cannot_set_what_a_config_key_owns(key, owner):
+    with pytest.raises(ConfigError, match=f"ray.extra_args.{key}: set {owner} instead"):
+        _cfg(ray={"extra_args": {key: 1}})
+
+
+def test_reward_shaping_reaches_the_ray_controller_through_riskpo_flags():
+    cfg = _cfg(reward={"clip_range": [-1, 1], "overlong_buffer_len": 16}, rollout={"max_new_tokens": 64})
+    args = parse_ray_args(openrlhf_argv(cfg))
+    from riskpo_mm.engine.local import advantage_step
+    from riskpo_mm.openrlhf_ext.trainer import build_step_from_args
+
+    ray_step, local_step = build_step_from_args(args), advantage_step(cfg)
+    for attr in ("clip_range", "overlong_buffer", "overlong_factor", "max_new_tokens"):
+        assert getattr(ray_step, attr) == getattr(local_step, attr)
+    assert ray_step.riskpo == local_step.riskpo and ray_step.name == local_step.name
