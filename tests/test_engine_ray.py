@@ -32,7 +32,7 @@ def _config(root: Path, steps: int) -> Path:
         "rollout": {"prompts_per_step": 5, "n_samples_per_prompt": 2, "max_new_tokens": 8},
         "algorithm": {"estimator": "riskpo", "riskpo": {"bundle_size": 5}},
         "train": {"steps": steps, "lr": 1e-3, "micro_batch_size": 5},
-        "eval": {"before_and_after": False},
+        "eval": {"before_and_after": False, "every_steps": 3, "n": 2, "k": [1, 2], "max_problems": 4},
         "checkpoint": {"every_steps": 1, "keep_last": 3},
         "ray": {"gpus_per_node": 1, "vllm_num_engines": 1},
     }
@@ -87,7 +87,11 @@ def test_ray_engine_trains_checkpoints_survives_a_kill_resumes_and_leaves_nothin
     assert "Loading the checkpoint" in out
 
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [s["step"] for s in steps] == [1, 2, 3]  # the killed run's steps, then the resumed one, no duplicates
+    assert sorted({s["step"] for s in steps}) == [1, 2, 3]  # the killed run's steps, then the resumed one
+    assert [s["step"] for s in steps if "reward/mean" in s] == [1, 2, 3]  # no duplicates
+    evals = [s for s in steps if "eval/pass@1" in s]
+    assert [s["step"] for s in evals] == [3] and {"eval/pass@2", "eval/avg@2"} <= set(evals[0])
+    steps = [s for s in steps if "reward/mean" in s]
     assert steps[-1]["riskpo/tracked/q_alpha"] != 0.0  # the tracker state came back: step 3 is its third update
     assert any(s.get("train/actor_grad_norm", 0) > 0 for s in steps)  # the policy was trained
     assert any(k.startswith("reward/") and k != "reward/mean" for k in steps[-1])  # per task

@@ -248,3 +248,19 @@ def test_ray_metrics_get_the_local_engines_names():
                                 "timing/ppo_train": 2.0, "reward/mean": 0.3, "riskpo/adv/mean": 0.0})
     assert names == {"train/policy_loss": 0.5, "train/entropy_loss": 2.0, "entropy": 2.0, "time/generate": 1.0,
                      "time/train": 2.0, "reward/mean": 0.3, "riskpo/adv/mean": 0.0}
+
+
+def test_ray_in_training_eval_reports_the_local_engines_unbiased_pass_at_k():
+    from riskpo_mm.eval.passk import pass_at_k
+    from riskpo_mm.openrlhf_ext.trainer import eval_metrics
+
+    def sample(uid, task, acc):
+        return SimpleNamespace(labels=[json.dumps({"uid": uid, "task": task})], rewards=torch.tensor([acc]),
+                               info={"accuracy": torch.tensor([acc]), "format_ok": torch.tensor([1.0])})
+
+    samples = [sample("a", "math", x) for x in (1, 0, 0, 1)] + [sample("b", "geometry", x) for x in (0, 0, 0, 0)]
+    logs = eval_metrics(samples, 4, [1, 2, 4])
+    assert logs["eval/pass@1"] == pytest.approx(0.25) and logs["eval/avg@4"] == pytest.approx(0.25)
+    assert logs["eval/pass@2"] == pytest.approx(pass_at_k(4, 2, 2) / 2)
+    assert logs["eval/math/pass@4"] == 1.0 and logs["eval/geometry/pass@4"] == 0.0
+    assert logs["eval/format_rate"] == 1.0

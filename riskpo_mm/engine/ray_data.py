@@ -47,7 +47,7 @@ def prepare_ray_data(cfg: RunConfig, *, write: bool = True) -> tuple[dict[str, A
     flags = write_openrlhf_jsonl(train, out / "train.jsonl", reward=reward, system_prompt=system, write=write)
     eval_file = None
     if test_sources:
-        test = load_sources(cfg, test_sources, mix=False)
+        test = list(load_sources(cfg, test_sources, mix=False))[: cfg.eval.max_problems]
         eval_file = write_openrlhf_jsonl(test, out / "test.jsonl", reward=reward, system_prompt=system,
                                          write=write)["data.prompt_dataset"]
     wanted = cfg.train.steps * P

@@ -252,4 +252,5 @@ def run_ray(cfg: RunConfig, *, resume: bool = False, launcher: str = "direct", d
     from riskpo_mm.engine.metrics_log import read_metrics
 
     rows = read_metrics(run_dir)
-    return write_report(cfg, before, after, rows[-1] if rows else {}, time.time() - t0, phases)
+    last = {k: v for r in rows if rows and r.get("step") == rows[-1].get("step") for k, v in r.items()}
+    return write_report(cfg, before, after, last, time.time() - t0, phases)

@@ -34,7 +34,9 @@ are no-ops (vLLM's CPU worker ignores them): the KV cache is one fixed allocatio
 (VLLM_CPU_KVCACHE_SPACE) made at start, so keep it small; `close()` frees everything.
 
 The engine lives in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 is set before it starts): that is
-what makes the in-place weight sync possible.
+what makes the in-place weight sync possible. On a CPU chunked prefill is off: vLLM-CPU 0.32 crashes
+("CPU Generator does not use offset") when a seeded request's prefill is split over scheduler steps,
+which happens as soon as a batch's prompts exceed one step's token budget.
 """
 
 from __future__ import annotations
@@ -170,7 +172,11 @@ class VLLMRollout:
             kwargs.update(gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_supported)
         else:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{kv_cache_gib:g}"
-            kwargs["enforce_eager"] = True
+            # vLLM-CPU cannot rewind a seeded request's generator after a partial (chunked) prefill
+            # step ("CPU Generator does not use offset"), so every prompt is prefilled in one step.
+            longest = self.max_model_len or getattr(self.config.get_text_config(), "max_position_embeddings", 0)
+            kwargs.update(enforce_eager=True, enable_chunked_prefill=False,
+                          max_num_batched_tokens=max(int(longest or 0), 4096))
         kwargs.update(engine_kwargs)
         from vllm import LLM
 

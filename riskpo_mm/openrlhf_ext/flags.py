@@ -49,6 +49,10 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--riskpo.overlong_buffer", type=int, default=None,
                        help="DAPO soft overlong penalty over the last N of --rollout.max_new_tokens tokens")
     group.add_argument("--riskpo.overlong_factor", type=float, default=1.0, help="largest overlong penalty")
+    group.add_argument("--riskpo.eval_k", type=int, nargs="+", default=None,
+                       help="k values of the in-training evaluation's pass@k (riskpo-mm eval.k)")
+    group.add_argument("--riskpo.eval_max_new_tokens", type=int, default=None,
+                       help="max new tokens of the in-training evaluation (default: --rollout.max_new_tokens)")
     group.add_argument("--riskpo.metrics_file", default=None,
                        help="append every step's metrics to this JSONL file (riskpo-mm's metrics.jsonl)")
     hints = get_type_hints(RiskPOConfig)

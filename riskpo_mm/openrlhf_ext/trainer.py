@@ -81,6 +81,36 @@ def local_metric_names(status: dict) -> dict:
     return out
 
 
+def eval_metrics(samples: list, n: int, ks: list[int]) -> dict[str, float]:
+    """``eval/pass@k`` (unbiased, from each prompt's n graded samples), ``eval/avg@n``, ``eval/format_rate``,
+    overall and as ``eval/<task>/...``; samples are OpenRLHF experiences, n per prompt in a row."""
+    from collections import defaultdict
+
+    from riskpo_mm.eval.passk import pass_at_k
+    from riskpo_mm.openrlhf_ext.advantages import parse_label
+
+    groups: dict[str, list[tuple[list[float], list[float]]]] = defaultdict(list)
+    for p in range(len(samples) // n):
+        run = samples[p * n:(p + 1) * n]
+        task = str(parse_label(run[0].labels[0]).get("task", "default"))
+        acc = [float(e.info["accuracy"].reshape(-1)[0]) if "accuracy" in e.info else float(e.rewards[0] > 0)
+               for e in run]
+        fmt = [float(e.info["format_ok"].reshape(-1)[0]) for e in run if "format_ok" in e.info]
+        groups[task].append((acc, fmt))
+    logs: dict[str, float] = {}
+    for name, rows in [("", [r for v in groups.values() for r in v]), *[(f"{t}/", v) for t, v in sorted(groups.items())]]:
+        if not rows:
+            continue
+        for k in ks:
+            if k <= n:
+                logs[f"eval/{name}pass@{k}"] = sum(pass_at_k(n, int(round(sum(a))), k) for a, _ in rows) / len(rows)
+        logs[f"eval/{name}avg@{n}"] = sum(sum(a) / n for a, _ in rows) / len(rows)
+        fmts = [x for _, f in rows for x in f]
+        if fmts:
+            logs[f"eval/{name}format_rate"] = sum(fmts) / len(fmts)
+    return logs
+
+
 class RiskPOTrainerMixin:
     """The RiskPO parts of the controller; mixed into OpenRLHF's ``PPOTrainer`` below."""
 
@@ -136,6 +166,23 @@ class RiskPOTrainerMixin:
         if self.metrics_log is not None and logs_dict:
             self.metrics_log.log(global_step, local_metric_names(logs_dict))
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+
+    def evaluate(self, global_step, **generate_kwargs):
+        """In-training evaluation with the local engine's metrics: unbiased pass@k for ``--riskpo.eval_k``,
+        avg@n and format rate from the graded samples, overall and per task, logged as ``eval/...``."""
+        import time
+
+        t0 = time.time()
+        if self.args.riskpo.eval_max_new_tokens:
+            generate_kwargs = {**generate_kwargs, "max_new_tokens": self.args.riskpo.eval_max_new_tokens}
+        samples = self.samples_generator.generate_eval_samples(**generate_kwargs)
+        logs = eval_metrics(samples, generate_kwargs["n_samples_per_prompt"], self.args.riskpo.eval_k or [1])
+        logs["eval/wall_s"] = time.time() - t0
+        if self.tensorboard_logger:
+            self.tensorboard_logger.log_eval(global_step, logs)
+        if self.metrics_log is not None:
+            self.metrics_log.log(global_step, logs)
+        return logs
 
     def init_checkpoint_states(self) -> dict:
         states = super().init_checkpoint_states()
