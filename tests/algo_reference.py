@@ -165,11 +165,12 @@ def reference_advantages(
         for u, qv in zip(levels, state["q"]):
             below = sum(1 for s in scores if s < qv) / len(scores)
             new_q.append(qv + lr * (u - below))
-        # monotone rearrangement: estimates sorted along the sorted levels
-        ranked = sorted(range(len(levels)), key=lambda i: levels[i])
-        values = sorted(new_q[i] for i in ranked)
-        for i, v in zip(ranked, values):
-            new_q[i] = v
+        # monotone rearrangement, separately for [alpha, beta] and for the logging grid
+        for block in (range(0, 2), range(2, len(levels))):
+            ranked = sorted(block, key=lambda i: levels[i])
+            values = sorted(new_q[i] for i in ranked)
+            for i, v in zip(ranked, values):
+                new_q[i] = v
         state["q"] = new_q
         state["count"] += 1
     return adv

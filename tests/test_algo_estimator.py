@@ -247,3 +247,15 @@ def test_bad_inputs_raise_clear_errors():
         est.advantages(torch.tensor([[float("nan"), 1.0]]))
     with pytest.raises(ValueError, match="one task label per prompt"):
         RiskPOEstimator(RiskPOConfig(bundle_by="task")).advantages(torch.ones(3, 2), groups=["a"])
+
+
+def test_logging_grid_never_changes_tracked_quantiles_or_advantages():
+    g = torch.Generator().manual_seed(7)
+    plain = RiskPOEstimator(RiskPOConfig(track_grid=()), seed=0)
+    logged = RiskPOEstimator(RiskPOConfig(), seed=0)  # the default 0.05..0.95 logging grid
+    for _ in range(12):
+        rewards = torch.randint(0, 2, (10, 8), generator=g).double()
+        torch.testing.assert_close(plain.advantages(rewards), logged.advantages(rewards), rtol=0, atol=0)
+        a, b = plain.tracker().estimates, logged.tracker().estimates[:2]
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert a[0] <= a[1]

@@ -87,7 +87,9 @@ class RiskPOEstimator:
     def tracker(self, key: str = "all") -> QuantileTracker:
         """The tracker of a task label ("all" when bundle_by="order"), created on first use."""
         if key not in self.trackers:
-            self.trackers[key] = QuantileTracker(self.levels, self.config.lr_q, self.config.lr_q_decay)
+            # alpha/beta and the grid rearrange apart: logging levels never change the advantage
+            self.trackers[key] = QuantileTracker(self.levels, self.config.lr_q, self.config.lr_q_decay,
+                                                 blocks=(2, len(self.levels) - 2))
         return self.trackers[key]
 
     @torch.no_grad()

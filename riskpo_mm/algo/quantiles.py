@@ -78,15 +78,26 @@ class QuantileTracker:
     """Online quantile estimates of a stream of bundle scores (one estimate per level).
 
     Step k: q_{k+1} = q_k + lr_k * (level - mean_j 1[S_j < q_k]), lr_k = lr / (1 + k) ** decay,
-    then sorted across levels (monotone rearrangement) so estimates never cross and a <= b.
+    then sorted across the levels of each block (monotone rearrangement) so estimates of one block
+    never cross. ``blocks`` splits the levels into consecutive groups rearranged independently
+    (default: one block): the RiskPO estimator tracks ``[alpha, beta]`` as one block, so a <= b
+    always, and its logging grid as another, so logging levels never change the advantage.
     The first step (no estimate yet) initialises q_0 to the empirical quantiles of its scores.
     """
 
-    def __init__(self, levels: Sequence[float], lr: float = 0.1, decay: float = 0.0) -> None:
+    def __init__(self, levels: Sequence[float], lr: float = 0.1, decay: float = 0.0,
+                 blocks: Optional[Sequence[int]] = None) -> None:
         self.levels = torch.tensor(list(levels), dtype=torch.float64)  # [L]
         self.level_tuple = tuple(float(u) for u in levels)
-        self._by_level = torch.argsort(self.levels, stable=True)  # [L] level order -> slot
-        self._rank = torch.argsort(self._by_level)  # [L] slot -> position in level order
+        blocks = [len(self.level_tuple)] if blocks is None else [int(b) for b in blocks if b]
+        if sum(blocks) != len(self.level_tuple) or any(b < 0 for b in blocks):
+            raise ValueError(f"QuantileTracker: blocks {blocks} must partition the {len(self.level_tuple)} levels")
+        # Sort key: (block, level), so a stable sort orders each block by level and keeps blocks apart.
+        block_id = torch.repeat_interleave(torch.arange(len(blocks), dtype=torch.float64), torch.tensor(blocks))
+        self._block_offset = block_id * 2.0  # levels lie in (0, 1): an offset of 2 per block separates them
+        self._by_level = torch.argsort(self.levels + self._block_offset, stable=True)  # [L] (block, level) order -> slot
+        self._rank = torch.argsort(self._by_level)  # [L] slot -> position in that order
+        self._block_sizes = blocks
         self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
         self.lr, self.decay = float(lr), float(decay)
         self.estimates: Optional[Tensor] = None  # [L] float64
@@ -134,8 +145,10 @@ class QuantileTracker:
         q = self.estimates.to(device)
         below = torch.searchsorted(sorted_scores, q).to(torch.float64) / m  # [L] fraction of S_j < q
         q = q + self.lr_at() * (levels - below)
-        # Monotone rearrangement: estimates stay non-decreasing in the level, so a <= b always.
-        self.estimates = torch.sort(q.index_select(0, by_level)).values.index_select(0, rank)
+        # Monotone rearrangement within each block: estimates stay non-decreasing in the level.
+        ordered = q.index_select(0, by_level)
+        parts = [torch.sort(part).values for part in torch.split(ordered, self._block_sizes)]
+        self.estimates = torch.cat(parts).index_select(0, rank)
         self.count += 1
 
     def state_dict(self) -> dict[str, Any]:
