@@ -11,7 +11,7 @@
 # 3. log-prob agreement between generate and the training forward (max / mean |diff|).
 # The device image has no DeepSpeed, Ray, vLLM, flash-attn or OpenRLHF, so the engine's OpenRLHF Actor
 # and DeepSpeed update are replaced by the same computations in plain torch: HF generate
-# (riskpo_mm.models.vlm.generate), riskpo_mm.models.vlm.sequence_logprobs + riskpo_mm.algo.policy_loss
+# (riskpo_mm.models.vlm.generate), riskpo_mm.models.vlm.sequence_logprobs + the clipped surrogate
 # per micro-batch, torch AdamW on bf16 weights. Rewards are seeded Bernoulli(0.5) (no grading).
 #
 # Wheels that must travel (pure Python; everything else is in the device image):
@@ -24,11 +24,12 @@
 #   bash scripts/gpu_check.sh
 # Options after the script name go to the Python module, e.g. --sizes 0.5b --steps 2; on a CPU:
 #   scripts/gpu_check.sh --cpu-dry-run            (tiny sizes, about 10 s)
-# Environment: WHEELS (wheel folder, default .whl when present), OUT, PYTHON (default python3).
+# Environment: WHEELS (wheel folder, default .whl when present), OUT, PYTHON (default: .venv/bin/python when
+# there is one, as scripts/train_ray.sh, else python3).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$( [[ -x "$REPO/.venv/bin/python" ]] && echo "$REPO/.venv/bin/python" || echo python3 )}
 OUT=${OUT:-$REPO/gpu_check_out}
 WHEELS=${WHEELS:-$( [[ -d .whl ]] && echo .whl || true )}
 mkdir -p "$OUT"

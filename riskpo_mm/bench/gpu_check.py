@@ -12,7 +12,7 @@ DeepSpeed, so this check runs the SAME computations of one engine step with the 
              not the card's work)
   advantage  riskpo_mm.algo.build_estimator("riskpo" | "grpo") on the CPU, as in the engine
   old logp   riskpo_mm.models.vlm.sequence_logprobs, no grad, per micro-batch (the experience forward)
-  update     sequence_logprobs + riskpo_mm.algo.policy_loss (token ratio, token mean), backward per
+  update     sequence_logprobs + the PPO clipped surrogate (token ratio, token mean), backward per
              micro-batch, grad-norm clip 1.0, torch AdamW on bf16 weights (DeepSpeed's place)
 
 Log-probs are computed one micro-batch at a time, so the full-vocabulary logits exist only as
@@ -350,9 +350,13 @@ def old_logprobs(model, rollout, mb: int) -> torch.Tensor:
 def update(model, optimizer, rollout, old: torch.Tensor, adv: torch.Tensor, mb: int) -> float:
     """One optimizer step over the rollout: policy loss per micro-batch, gradients accumulated. Returns the loss."""
     from riskpo_mm.models.vlm import sequence_logprobs
-    from riskpo_mm.openrlhf_ext.policy import PolicyLoss
 
-    policy_loss = PolicyLoss(clip_eps_low=0.2, clip_eps_high=0.2)  # the trainer's loss, token ratio, token mean
+    def policy_loss(logp, old_logp, adv, mask):
+        """The trainer's loss computation (OpenRLHF's PolicyLoss: token ratio, clip 0.2, token mean),
+        written out because the device image has no OpenRLHF; only its cost is measured here."""
+        ratio = (logp - old_logp).clamp(-20, 20).exp()
+        loss = -torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
+        return ((loss * mask).sum() / mask.sum().clamp(min=1),)
 
     model.train()
     act = rollout.action_mask
