@@ -144,7 +144,7 @@ class LossConfig(_Section):
 
 class AlgorithmConfig(_Section):
     estimator: str = Field("riskpo", description="Advantage estimator: riskpo | grpo | dr_grpo | dapo.")
-    preset: str = Field("riskpo", description="RiskPO preset (spec section 8) that `riskpo` overrides.")
+    preset: str = Field("riskpo", description="RiskPO preset (docs/method.md section 8) that `riskpo` overrides.")
     riskpo: RiskPOConfig = Field(default_factory=RiskPOConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
 

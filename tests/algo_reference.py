@@ -1,4 +1,4 @@
-"""Slow reference of the RiskPO estimator, written from the spec with plain Python loops.
+"""Slow reference of the RiskPO estimator, written from docs/method.md with plain Python loops.
 
 One bundle and one paper at a time, Python floats (float64). It shares no code with
 riskpo_mm.algo. Random pairing is reproduced by passing the paper orders the fast path drew.

@@ -1,4 +1,4 @@
-"""RiskPOConfig: defaults, presets (spec section 8), validation, registry."""
+"""RiskPOConfig: defaults, presets (docs/method.md section 8), validation, registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RiskPO estimator: spec test vectors, edge cases, tracker, state, metrics (spec sections 3-6, 9)."""
+"""RiskPO estimator: the method's test vectors, edge cases, tracker, state, metrics (docs/method.md sections 3-6, 9)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def one_bundle_advantages(scores: list[float], **options) -> torch.Tensor:
     return est.advantages(torch.tensor([scores], dtype=torch.float64))[0]
 
 
-# Spec section 9. The spec rounds 0.8433 to 0.844 and -1.8974 to -1.898; 1e-3 covers its rounding.
+# docs/method.md section 9. It rounds 0.8433 to 0.844 and -1.8974 to -1.898; 1e-3 covers its rounding.
 def test_spec_vector_1_natural_baseline_bundle_quantiles():
     adv = one_bundle_advantages([1, 2, 2, 3, 5], alpha=0.2, beta=0.9, w_mix=1.5, quantile_source="bundle")
     np.testing.assert_allclose(adv.numpy(), [-2.487, -0.829, -0.829, -0.452, 0.0], atol=1e-3)

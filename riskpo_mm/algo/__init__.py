@@ -1,6 +1,6 @@
 """RiskPO estimators, token entropy and KL, pure torch (no OpenRLHF import).
 
-Spec: shared/spec/riskpo.md sections 3-9. `build_estimator(name, config, seed)` gives "riskpo",
+Method: docs/method.md sections 3-9. `build_estimator(name, config, seed)` gives "riskpo",
 "grpo", "dr_grpo" or "dapo", all with `advantages(rewards [P, n], groups=None, mask=None) -> [P, n]`,
 `metrics`, `state_dict()` and `load_state_dict()`.
 """

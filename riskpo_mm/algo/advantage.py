@@ -1,4 +1,4 @@
-"""Paper advantage (spec section 5) and response credit (spec section 6), vectorised.
+"""Paper advantage (docs/method.md section 5) and response credit (docs/method.md section 6), vectorised.
 
 Shapes: nb bundles, n = max papers per bundle, L = 2 + len(track_grid) quantile levels
 ordered [alpha, beta, *track_grid]. Invalid papers (column >= papers of the bundle) are zero.

@@ -1,4 +1,4 @@
-"""Bundling (spec 3.1-3.2): B consecutive prompts form a bundle, optionally within a task.
+"""Bundling (docs/method.md section 3): B consecutive prompts form a bundle, optionally within a task.
 
 A trailing group of fewer than B prompts (per task) is kept as a smaller, partial bundle.
 Everything is index arithmetic on tensors; no loop over prompts or bundles.

@@ -1,4 +1,4 @@
-"""`RiskPOConfig`: every option of the RiskPO estimator (spec sections 3-6, 8).
+"""`RiskPOConfig`: every option of the RiskPO estimator (docs/method.md sections 3-6, 8).
 
 Mixing is selected by `objective`: "mvar" is the mixed CVaR+RVaR objective (mixing on),
 "rvar" is the range-VaR part alone (mixing off), "seeking" the risk-seeking ablation.
@@ -24,7 +24,7 @@ DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20)
 
 @dataclass
 class RiskPOConfig:
-    """Estimator options; the defaults are the spec's `riskpo` preset (paper defaults)."""
+    """Estimator options; the defaults are the `riskpo` preset (paper defaults; docs/method.md section 8)."""
 
     alpha: float = 0.2  # lower quantile level (CVaR tail, start of the RVaR band)
     beta: float = 0.8  # upper quantile level (end of the RVaR band)
@@ -78,7 +78,7 @@ class RiskPOConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "RiskPOConfig":
-        """The named preset of spec section 8, with `overrides` applied on top."""
+        """The named preset of docs/method.md section 8, with `overrides` applied on top."""
         if name not in cls.PRESETS:
             raise ValueError(f"unknown RiskPO preset {name!r}; allowed: {', '.join(cls.PRESETS)}")
         return cls(**{**cls.PRESETS[name], **overrides})
@@ -98,7 +98,7 @@ _LITERALS: dict[str, Any] = {
     "objective": Objective,
 }
 
-# Rollout settings each preset implies (spec section 8): samples per prompt and reward form
+# Rollout settings each preset implies (docs/method.md section 8): samples per prompt and reward form
 # ("task": the task's own reward, "01": 0/1 accuracy, "pm1": +-1 accuracy).
 PRESET_ROLLOUT: dict[str, dict[str, Any]] = {
     "riskpo": {"n_samples_per_prompt": 8, "reward": "task"},

@@ -1,4 +1,4 @@
-"""`RiskPOEstimator`: rewards of a step -> per-response RiskPO advantages (spec sections 3-6).
+"""`RiskPOEstimator`: rewards of a step -> per-response RiskPO advantages (docs/method.md sections 3-6).
 
 One call = one training step: bundle the prompts, pair responses into papers, take quantiles
 (tracked / per bundle / mix), compute paper advantages, hand them to responses, then advance the

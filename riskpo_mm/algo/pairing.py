@@ -1,4 +1,4 @@
-"""Pairing (spec 3.3): which response of each question goes into which paper.
+"""Pairing (docs/method.md section 3): which response of each question goes into which paper.
 
 `pair_order` returns, per prompt, its response indices in paper order: paper j of a bundle
 takes response `order[p, j]` of every prompt p in it. Valid responses come first; a bundle

@@ -1,4 +1,4 @@
-"""Quantiles: masked and pre-sorted empirical quantiles, and the online `QuantileTracker` (spec section 4)."""
+"""Quantiles: masked and pre-sorted empirical quantiles, and the online `QuantileTracker` (docs/method.md section 4)."""
 
 from __future__ import annotations
 

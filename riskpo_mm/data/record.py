@@ -1,7 +1,7 @@
 """The data record: one training/eval example, validated on the way in.
 
 A record is one JSONL line or one parquet/HF-dataset row (see
-shared/spec/architecture.md and data/README.md):
+data/README.md):
 
     id       unique non-empty string
     task     "math" | "geometry" | "mcq" | "code" | "numeric" | any registered name

@@ -2,7 +2,7 @@
 
 Consecutive problems form bundles of B (a trailing partial bundle is dropped); paper j of a bundle
 takes sample j of each of its problems, and its score is the number of those samples graded correct
-(spec section 3, with positional pairing). CVaR/RVaR/MVaR come from the estimator's own
+(docs/method.md section 3, with positional pairing). CVaR/RVaR/MVaR come from the estimator's own
 `risk_measures`, so training logs and evaluation agree on the definitions.
 """
 

@@ -35,7 +35,7 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``--riskpo.*`` group (idempotent) and context-dependent defaults of OpenRLHF flags."""
     if any(g.title == GROUP_TITLE for g in parser._action_groups):
         return
-    group = parser.add_argument_group(GROUP_TITLE, "RiskPO estimator and loss; see riskpo_mm/algo and spec/riskpo.md")
+    group = parser.add_argument_group(GROUP_TITLE, "RiskPO estimator and loss; see docs/method.md")
     group.add_argument(
         "--riskpo.estimator",
         default="riskpo",
