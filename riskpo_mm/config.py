@@ -111,6 +111,21 @@ class RolloutConfig(_Section):
     max_new_tokens: int = Field(256, gt=0)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    backend: Optional[Literal["vllm", "hf"]] = Field(
+        None, description="Local engine's sampler: a vLLM engine colocated in the training process (weights "
+        "synced after every optimizer step), or HF generate. Default: vllm wherever vllm imports. The Ray "
+        "engine always samples with its vLLM rollout actors.")
+    vllm_kv_cache_gib: float = Field(1.0, gt=0, description="vLLM on a CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
+    vllm_gpu_memory_utilization: float = Field(
+        0.4, gt=0, le=1, description="vLLM on a GPU (local engine): its share of the GPU; the rest trains.")
+
+    @model_validator(mode="after")
+    def _default_backend(self) -> "RolloutConfig":
+        if self.backend is None:
+            import importlib.util
+
+            self.backend = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+        return self
 
 
 class LossConfig(_Section):
@@ -303,6 +318,12 @@ class RunConfig(_Section):
         if batch % self.train.micro_batch_size:
             raise ValueError(f"train.batch_size ({batch}) must be a multiple of train.micro_batch_size "
                              f"({self.train.micro_batch_size})")
+        if self.engine == "ray" and self.rollout.backend == "hf":
+            raise ValueError("rollout.backend: hf is the local engine's sampler; engine: ray samples with its "
+                             "vLLM rollout actors (drop rollout.backend or use engine: local)")
+        if self.rollout.backend == "vllm" and self.engine == "local" and self.train.zero_stage == 3:
+            raise ValueError("rollout.backend: vllm with train.zero_stage 3: the colocated engine takes full weights "
+                             "after each step; use zero_stage <= 2 or rollout.backend: hf")
         clip = self.reward.clip_range
         if clip is not None and clip[0] >= clip[1]:
             raise ValueError(f"reward.clip_range {list(clip)}: low must be below high")
