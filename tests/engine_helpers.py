@@ -39,8 +39,8 @@ def write_records(path: Path, n: int, with_images: bool, image_dir: Path | None 
 
 def run_config(root: Path, name: str, *, family: str = "qwen2_5_vl", text_model: bool = False,
                estimator: str = "riskpo", prompts: int = 5, n: int = 2, steps: int = 2, images: bool = True,
-               **sections) -> RunConfig:
-    """A tiny local-engine run under `root`: xs model, 8 new tokens, float32."""
+               backend: str = "hf", **sections) -> RunConfig:
+    """A tiny local-engine run under `root`: xs model, 8 new tokens, float32, HF or vLLM rollouts."""
     model_dir = root / ("text_model" if text_model else f"model_{family}")
     if not (model_dir / "config.json").exists():
         from riskpo_mm.models import make_tiny_model, make_tiny_text_model
@@ -57,7 +57,7 @@ def run_config(root: Path, name: str, *, family: str = "qwen2_5_vl", text_model:
         "output_dir": str(root / "{name}"),
         "model": {"path": str(model_dir)},
         "data": {"train": [str(data)], "max_pixels": 12544},
-        "rollout": {"prompts_per_step": prompts, "n_samples_per_prompt": n, "max_new_tokens": 8},
+        "rollout": {"prompts_per_step": prompts, "n_samples_per_prompt": n, "max_new_tokens": 8, "backend": backend},
         "algorithm": {"estimator": estimator},
         "train": {"steps": steps, "lr": 1e-3, "micro_batch_size": n},
         "eval": {"before_and_after": False},

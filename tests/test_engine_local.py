@@ -31,9 +31,11 @@ def _params(trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.hf_model.named_parameters()}
 
 
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
 @pytest.mark.parametrize("text_model", [False, True], ids=["qwen2_5_vl_mixed_images", "text_model"])
-def test_one_rl_step_uses_the_estimators_advantages_and_updates_the_policy(root, text_model):
-    cfg = run_config(root, f"step_{text_model}", text_model=text_model, images=not text_model, n=4)
+def test_one_rl_step_uses_the_estimators_advantages_and_updates_the_policy(root, text_model, backend):
+    cfg = run_config(root, f"step_{text_model}_{backend}", text_model=text_model, images=not text_model, n=4,
+                     backend=backend)
     trainer = _trainer(cfg)
     records = [trainer.train_records[i] for i in trainer.order.take(cfg.rollout.prompts_per_step)]
     if not text_model:
@@ -62,6 +64,20 @@ def test_one_rl_step_uses_the_estimators_advantages_and_updates_the_policy(root,
     from openrlhf.models import PolicyLoss
 
     assert type(trainer.policy.trainer.actor_loss_fn) is PolicyLoss  # OpenRLHF's own, as on the Ray engine
+    if backend == "vllm":  # the colocated engine samples from the updated policy now
+        trainer.sync_rollout_weights()
+        seq = exp.sequences[0][exp.attention_mask[0].bool()].tolist()
+        plen = len(batch.prompt_ids[0])
+        if not batch.mm[0]:
+            vllm_lp = trainer.vllm.score(seq[:plen], seq[plen:])
+            from riskpo_mm.models.vlm import sequence_logprobs
+
+            ids = torch.tensor([seq])
+            act = torch.zeros(1, len(seq) - 1, dtype=torch.bool)
+            act[0, plen - 1:] = True
+            hf_lp = sequence_logprobs(trainer.hf_model.eval(), ids, torch.ones_like(ids), act, None)[0][act[0]]
+            assert (vllm_lp - hf_lp).abs().max() < 1e-3
+        assert trainer.vllm.weight_syncs == 1
     trainer.close()
 
 

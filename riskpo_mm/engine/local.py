@@ -1,6 +1,8 @@
 """The local engine: RiskPO RL in one process, or on one node of N GPUs under `deepspeed`.
 
-Rollouts come from HF `generate`, rewards from the reward router, advantages
+Rollouts come from a vLLM engine colocated in this process (`rollout.backend:
+vllm`, weights synced after every optimizer step) or HF `generate` (`hf`),
+rewards from the reward router, advantages
 from the engine-neutral step (`riskpo_mm.algo.AdvantageStep`, which the Ray
 controller calls too), and updates from OpenRLHF's own pieces (`Actor`,
 `DeepspeedStrategy`, `ActorPPOTrainer.training_step` with the RiskPO loss),
@@ -137,6 +139,16 @@ class LocalTrainer:
         self.family = model_family(self.hf_model.config, cfg.model.family)
 
         self.step_fn = advantage_step(cfg)
+        self.vllm = None
+        if cfg.rollout.backend == "vllm":
+            from riskpo_mm.engine.vllm_rollout import VLLMRollout
+
+            self.vllm = VLLMRollout(
+                self.model_path, dtype=cfg.model.dtype, max_model_len=cfg.data.max_prompt_len + cfg.rollout.max_new_tokens,
+                seed=cfg.seed + 1_000_003 * self.rank, image_config=self.image_config, family=cfg.model.family,
+                processor=self.processor, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
+                gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+            )
         self.order = DataOrder(len(self.train_records), cfg.seed, cfg.data.shuffle)
         self.step = 0
         self.best: dict[str, Any] = {}
@@ -170,12 +182,19 @@ class LocalTrainer:
 
     def rollout(self, records: list[Record]) -> RolloutBatch:
         cfg = self.cfg
+        r = cfg.rollout
         with self.timer("generate"):
-            batch = generate_rollouts(
-                self.hf_model, self.processor, records, family=self.family, image_config=self.image_config,
-                n=cfg.rollout.n_samples_per_prompt, max_new_tokens=cfg.rollout.max_new_tokens,
-                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, system_prompt=cfg.data.system_prompt,
-            )
+            if self.vllm is not None:  # per-request seeds: (run seed, rank, step) fix the samples given the weights
+                batch = self.vllm.generate(records, n=r.n_samples_per_prompt, max_new_tokens=r.max_new_tokens,
+                                           temperature=r.temperature, top_p=r.top_p,
+                                           system_prompt=cfg.data.system_prompt,
+                                           seed=(cfg.seed * 1_000_003 + self.rank) * 100_003 + self.step)
+            else:
+                batch = generate_rollouts(
+                    self.hf_model, self.processor, records, family=self.family, image_config=self.image_config,
+                    n=r.n_samples_per_prompt, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
+                    top_p=r.top_p, system_prompt=cfg.data.system_prompt,
+                )
         with self.timer("reward"):
             batch.score(cfg.reward)
         return batch
@@ -230,13 +249,22 @@ class LocalTrainer:
             adv = self.advantages(batch)
         with self.timer("experience"):
             exp = self.make_experience(batch, adv)
+        if self.vllm is not None:
+            self.vllm.sleep()  # frees its KV cache while the policy trains (CUDA; a no-op on vLLM-CPU)
         with self.timer("train"):
             train_metrics = self.policy.train(exp, epochs=cfg.train.ppo_epochs,
                                               seed=cfg.seed * 7919 + self.step * 31)
+        self.sync_rollout_weights()
         self.step += 1
         metrics = {**batch.metrics, **{f"train/{k}": v for k, v in train_metrics.items()}}
         metrics.update(self.timer.pop())
         return metrics
+
+    def sync_rollout_weights(self) -> None:
+        """Put the policy's current weights into the colocated vLLM engine (after every optimizer step)."""
+        if self.vllm is not None:
+            with self.timer("weight_sync"):
+                self.vllm.sync_weights(self.hf_model)
 
     # ── checkpoints ──
 
@@ -266,6 +294,8 @@ class LocalTrainer:
         if ckpt is None:
             return False
         self.policy.load_state(str(ckpt / "ds"))
+        self.sync_rollout_weights()
+        self.timer.pop()
         state = load_trainer_state(ckpt)
         self.step = state["step"]
         self.step_fn.load_state_dict(state["advantage_step"])
@@ -284,21 +314,22 @@ class LocalTrainer:
 
     def evaluate(self, records: Optional[list[Record]] = None):
         """pass@k / avg@k / maj@n of the current policy on the main rank (None on the others)."""
-        from riskpo_mm.eval.harness import evaluate
-
         from riskpo_mm.engine.rollout import reward_weights
+        from riskpo_mm.eval.harness import evaluate, evaluate_with_vllm
 
         cfg = self.cfg.eval
         records = list(records if records is not None else self.test_records)[: cfg.max_problems]
         result = None
         if self.is_main and records:
-            result = evaluate(
-                self.hf_model, self.processor, records, family=self.family, image_config=self.image_config,
-                n=cfg.n, ks=cfg.k, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_new_tokens or self.cfg.rollout.max_new_tokens,
-                batch_size=self.cfg.rollout.prompts_per_step, seed=self.cfg.seed,
-                reward_weights=reward_weights(self.cfg.reward), system_prompt=self.cfg.data.system_prompt,
-            )
+            common = dict(n=cfg.n, ks=cfg.k, temperature=cfg.temperature,
+                          max_new_tokens=cfg.max_new_tokens or self.cfg.rollout.max_new_tokens,
+                          batch_size=self.cfg.rollout.prompts_per_step, seed=self.cfg.seed,
+                          reward_weights=reward_weights(self.cfg.reward), system_prompt=self.cfg.data.system_prompt)
+            if self.vllm is not None:  # the colocated engine holds the current weights
+                result = evaluate_with_vllm(self.vllm, records, **common)
+            else:
+                result = evaluate(self.hf_model, self.processor, records, family=self.family,
+                                  image_config=self.image_config, **common)
         self.policy.barrier()
         return result
 
@@ -352,6 +383,9 @@ class LocalTrainer:
     def close(self) -> None:
         if self.logger is not None:
             self.logger.close()
+        if self.vllm is not None:
+            self.vllm.close()
+            self.vllm = None
 
 
 def advantage_step(cfg: RunConfig) -> AdvantageStep:

@@ -40,6 +40,27 @@ class PolicyActor(Actor):
             super().__init__(pretrain_or_model, *args, param_dtype=param_dtype, **kwargs)
 
 
+def forget_stale_deepspeed_groups() -> None:
+    """Drop the process groups DeepSpeed caches module-wide when no default group exists any more.
+
+    A second trainer in one process (tests, notebooks) would otherwise reuse groups of a destroyed
+    default group (a colocated vLLM engine's teardown destroys it) and fail in DeepSpeed's initial
+    parameter broadcast ("Group ... is not registered").
+    """
+    if dist.is_initialized():
+        return
+    import deepspeed.utils.groups as groups
+
+    for name in ("_WORLD_GROUP", "_ZERO_PARAM_INTRA_PARALLEL_GROUP", "_TENSOR_MODEL_PARALLEL_GROUP",
+                 "_MODEL_PARALLEL_GROUP", "_DATA_PARALLEL_GROUP", "mesh_device"):
+        if hasattr(groups, name):
+            setattr(groups, name, None)
+    for name in ("_EXPERT_PARALLEL_GROUP", "_EXPERT_PARALLEL_GROUP_RANKS", "_EXPERT_DATA_PARALLEL_GROUP",
+                 "_EXPERT_DATA_PARALLEL_GROUP_RANKS", "_ALL_TO_ALL_GROUP"):
+        if isinstance(getattr(groups, name, None), dict):
+            getattr(groups, name).clear()
+
+
 def init_single_process_env() -> None:
     """A one-rank process group for runs not started by a launcher (the `deepspeed` launcher sets these)."""
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -58,6 +79,7 @@ class LocalPolicy:
     def __init__(self, args: Any, model_path: str, *, scheduler_steps: int, warmup_ratio: float,
                  kl_coef: float = 0.0, gradient_checkpointing: bool = False) -> None:
         init_single_process_env()
+        forget_stale_deepspeed_groups()
         self.args = args
         self.strategy = DeepspeedStrategy(
             seed=args.train.seed, max_norm=args.actor.max_norm, micro_train_batch_size=args.train.micro_batch_size,
