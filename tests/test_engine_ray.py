@@ -102,6 +102,12 @@ def test_ray_engine_trains_checkpoints_survives_a_kill_resumes_and_leaves_nothin
     from transformers import AutoProcessor
 
     AutoProcessor.from_pretrained(run / "final_model")  # reloads as a VLM (OpenRLHF saves only the tokenizer)
+    evaluated = subprocess.run([sys.executable, "-m", "riskpo_mm.cli", "eval", "--model", str(run / "final_model"),
+                                "--data", str(tmp_path / "geo" / "test.jsonl"), "--out", str(tmp_path / "ev.json"),
+                                "--n", "2", "--k", "1,2", "--max-problems", "3", "--max-new-tokens", "8"],
+                               env=ray_env, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "pass@1" in json.loads((tmp_path / "ev.json").read_text())["metrics"]["all"]
 
     subprocess.run([RAY, "stop", "--force"], env=ray_env, capture_output=True, check=True)
     deadline = time.time() + 30
