@@ -148,6 +148,8 @@ class LocalTrainer:
                 seed=cfg.seed + 1_000_003 * self.rank, image_config=self.image_config, family=cfg.model.family,
                 processor=self.processor, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
                 gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+                # under the deepspeed launcher every rank runs its own engine on the launcher's process group
+                **({"distributed_executor_backend": "external_launcher"} if self.world > 1 else {}),
             )
         self.order = DataOrder(len(self.train_records), cfg.seed, cfg.data.shuffle)
         self.step = 0
