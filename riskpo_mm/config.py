@@ -115,6 +115,10 @@ class RolloutConfig(_Section):
         None, description="Local engine's sampler: a vLLM engine colocated in the training process (weights "
         "synced after every optimizer step), or HF generate. Default: vllm wherever vllm imports. The Ray "
         "engine always samples with its vLLM rollout actors.")
+    vllm_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = Field(
+        None, description="dtype of the local engine's vLLM sampler (None: model.dtype). Weights are cast at each "
+        "sync; the training forward recomputes the old log-probs, so only the rollout log-probs (IS correction) "
+        "carry the sampler's precision.")
     vllm_kv_cache_gib: float = Field(1.0, gt=0, description="vLLM on a CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
     vllm_gpu_memory_utilization: float = Field(
         0.4, gt=0, le=1, description="vLLM on a GPU (local engine): its share of the GPU; the rest trains.")

@@ -10,8 +10,9 @@ reported. Phases: generate / reward / advantage / experience / train / weight_sy
 Generated lengths differ between runs once policies diverge, so step ratios carry rollout noise;
 the advantage phase is the estimator's own cost. Rollout tokens/s = generated tokens / generate time.
 
-JSON: ``backends.<hf|vllm>.{rollout_tok_s, step_s, phases_s, riskpo_over_grpo}``, ``rollout_speedup``
-(vLLM over HF rollout tokens/s, measured in the same run).
+JSON: ``backends.<hf|vllm|vllm:bfloat16>.{rollout_tok_s, step_s, phases_s, riskpo_over_grpo}``,
+``rollout_speedup`` (vLLM in the training dtype over HF rollout tokens/s, measured in the same run) and
+``rollout_speedup_bf16`` (the bf16 sampler over HF).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ PHASES = ("generate", "reward", "advantage", "experience", "train", "weight_sync
 
 
 def bench_config(root: Path, backend: str, estimator: str, args) -> dict:
+    backend, _, dtype = backend.partition(":")  # "vllm:bfloat16": the sampler in bf16, training in float32
     return {
-        "name": f"bench_{backend}_{estimator}",
+        "name": f"bench_{backend}{dtype}_{estimator}",
         "output_dir": str(root / "{name}"),
         "model": {"path": str(root / "model"), "tiny": {"family": "qwen2_5_vl", "size": args.size, "tokenizer": "compact"}},
         "data": {"synthetic": {"dir": str(root / "data"), "n": 200, "seed": 0, "size": 112}, "max_pixels": 12544},
         "rollout": {"prompts_per_step": args.prompts, "n_samples_per_prompt": args.n, "max_new_tokens": args.tokens,
-                    "backend": backend},
+                    "backend": backend, **({"vllm_dtype": dtype} if dtype else {})},
         "algorithm": {"estimator": estimator},
         "train": {"steps": args.steps + 1, "lr": 1e-5, "micro_batch_size": args.n},
         "eval": {"before_and_after": False},
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=40)
-    parser.add_argument("--backends", default="hf,vllm")
+    parser.add_argument("--backends", default="hf,vllm,vllm:bfloat16",
+                        help="hf, vllm (sampler in the training dtype), vllm:bfloat16 (sampler in bf16)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -90,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     if {"hf", "vllm"} <= set(backends):
         out["rollout_speedup"] = out["backends"]["vllm"]["rollout_tok_s"] / out["backends"]["hf"]["rollout_tok_s"]
         print(f"\nrollout speedup vLLM / HF: {out['rollout_speedup']:.1f}x")
+    if {"hf", "vllm:bfloat16"} <= set(backends):
+        out["rollout_speedup_bf16"] = (out["backends"]["vllm:bfloat16"]["rollout_tok_s"]
+                                       / out["backends"]["hf"]["rollout_tok_s"])
+        print(f"rollout speedup vLLM (bf16 sampler) / HF: {out['rollout_speedup_bf16']:.1f}x")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

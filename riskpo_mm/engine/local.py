@@ -143,8 +143,10 @@ class LocalTrainer:
         if cfg.rollout.backend == "vllm":
             from riskpo_mm.engine.vllm_rollout import VLLMRollout
 
+            longest = max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0)
             self.vllm = VLLMRollout(
-                self.model_path, dtype=cfg.model.dtype, max_model_len=cfg.data.max_prompt_len + cfg.rollout.max_new_tokens,
+                self.model_path, dtype=cfg.rollout.vllm_dtype or cfg.model.dtype,
+                max_model_len=cfg.data.max_prompt_len + longest,
                 seed=cfg.seed + 1_000_003 * self.rank, image_config=self.image_config, family=cfg.model.family,
                 processor=self.processor, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
                 gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,

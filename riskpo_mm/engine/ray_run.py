@@ -178,7 +178,7 @@ def evaluate_folder(cfg: RunConfig, model_path: str, records: list) -> Any:
         from riskpo_mm.engine.vllm_rollout import VLLMRollout
         from riskpo_mm.eval.harness import evaluate_with_vllm
 
-        with VLLMRollout(model_path, dtype=cfg.model.dtype, max_model_len=cfg.data.max_prompt_len
+        with VLLMRollout(model_path, dtype=cfg.rollout.vllm_dtype or cfg.model.dtype, max_model_len=cfg.data.max_prompt_len
                          + (ev.max_new_tokens or cfg.rollout.max_new_tokens), seed=cfg.seed, image_config=image_config,
                          family=cfg.model.family, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
                          gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization) as engine:
