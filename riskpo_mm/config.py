@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -184,7 +186,9 @@ class AlgorithmConfig(_Section):
         known = {f.name for f in dataclasses.fields(RiskPOConfig)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"algorithm.riskpo: unknown key(s) {unknown}; allowed: {sorted(known)}")
+            hints = "".join(f"; did you mean {close[0]!r} for {u!r}?" for u in unknown
+                            if (close := difflib.get_close_matches(u, known, n=1)))
+            raise ValueError(f"algorithm.riskpo: unknown key(s) {unknown}{hints} (allowed: {sorted(known)})")
         data["riskpo"] = {**dataclasses.asdict(RiskPOConfig.preset(preset)), **overrides}
         return data
 
@@ -315,11 +319,19 @@ class RunConfig(_Section):
                     f"rollout.prompts_per_step ({p}) must be a multiple of algorithm.riskpo.bundle_size ({b}) "
                     "so every bundle is complete"
                 )
-        samples = self.rollout.prompts_per_step * self.rollout.n_samples_per_prompt
+        P, n = self.rollout.prompts_per_step, self.rollout.n_samples_per_prompt
+        samples = P * n
         batch = self.train.batch_size or samples
         if samples % batch:
-            raise ValueError(f"train.batch_size ({batch}) must divide prompts_per_step * n_samples_per_prompt ({samples})")
+            raise ValueError(f"train.batch_size ({batch}) must divide rollout.prompts_per_step * "
+                             f"rollout.n_samples_per_prompt ({P} * {n} = {samples})")
         if batch % self.train.micro_batch_size:
+            if self.train.batch_size is None:
+                raise ValueError(
+                    f"train.batch_size is not set, so it is rollout.prompts_per_step * rollout.n_samples_per_prompt "
+                    f"({P} * {n} = {batch}), which is not a multiple of train.micro_batch_size "
+                    f"({self.train.micro_batch_size}); set train.micro_batch_size to a divisor of {batch}, or set "
+                    "train.batch_size")
             raise ValueError(f"train.batch_size ({batch}) must be a multiple of train.micro_batch_size "
                              f"({self.train.micro_batch_size})")
         if self.engine == "ray" and self.rollout.backend == "hf":
@@ -376,14 +388,101 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+def _section_at(loc: tuple) -> Any:
+    """The pydantic model (or dataclass) that holds the key at `loc`, or None (inside a free dict)."""
+    import typing
+
+    node: Any = RunConfig
+    skip = False  # the next part is a dict key or a list index, not a field
+    for part in loc[:-1]:
+        if skip or isinstance(part, int):
+            skip = False
+            continue
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        ann = fields[part].annotation
+        origin = typing.get_origin(ann)
+        if origin in (dict, typing.Union) and dict in [typing.get_origin(a) for a in typing.get_args(ann)] + [origin]:
+            skip = True
+            ann = typing.get_args(ann)[-1] if origin is dict else ann
+        node = _unwrap(ann)
+        if node is None:
+            return None
+    return node
+
+
+def _unwrap(ann: Any) -> Any:
+    """The model class inside Optional[...] / list[...] / dict[...] annotations, else None."""
+    import typing
+
+    if isinstance(ann, type) and (issubclass(ann, BaseModel) or dataclasses.is_dataclass(ann)):
+        return ann
+    for arg in typing.get_args(ann):
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(section: Any) -> list[str]:
+    if section is None:
+        return []
+    if dataclasses.is_dataclass(section):
+        return [f.name for f in dataclasses.fields(section)]
+    return list(getattr(section, "model_fields", {}))
+
+
+_KEY_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_0-9/]+)+)[ :(]")
+
+
+def _tidy(msg: str) -> str:
+    """No internal class names in messages: `RiskPOConfig.alpha` -> `algorithm.riskpo.alpha`."""
+    msg = re.sub(r"RiskPOConfig\.(\w+)", r"algorithm.riskpo.\1", msg)
+    msg = re.sub(r" or instance of \w+", "", msg)
+    return re.sub(r"\b(\w+)Config\.(\w+)", lambda m: f"{m.group(1).lower()}.{m.group(2)}", msg)
+
+
+def _error_lines(err: ValidationError) -> list[tuple[tuple, str]]:
+    """(key path, message) for each error; the key path is the key the message is about."""
+    out = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc)
+        msg = _tidy(str(e["msg"]).removeprefix("Value error, "))
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {key}: {msg}")
+            known = _known_keys(_section_at(loc))
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1) or [k for k in known if k.startswith(str(loc[-1]))]
+            where = ".".join(str(p) for p in loc[:-1]) or "the top level"
+            msg = f"unknown key" + (f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else "")
+            if known:
+                msg += f" (keys of {where}: {', '.join(known)})"
+        elif e["type"] == "missing":
+            msg = "missing (required)"
+        m = _KEY_PREFIX.match(msg)
+        if m and (not key or m.group(1).startswith(key)):  # the message names its own (more precise) key
+            out.append((tuple(m.group(1).split(".")), msg))
+        elif not key:
+            out.append(((), msg))
+        else:
+            out.append((loc, f"{key}: {msg}"))
+    return out
+
+
+def _format_errors(err: ValidationError, source: str, overrides: list[str] | None = None,
+                   file_ok: bool = False) -> str:
+    """One line per problem naming the key; a problem that comes from `--set KEY=...` says so."""
+    overrides = overrides or []
+    keys = [(o.partition("=")[0].strip(), o) for o in overrides]
+    lines = [f"invalid config {source}:"]
+    for loc, msg in _error_lines(err):
+        dotted = ".".join(map(str, loc))
+        blamed = [o for k, o in keys if dotted and (dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + "."))]
+        if not blamed and file_ok:
+            blamed = [o for k, o in keys if k in msg] or [o for _, o in keys]
+        if blamed:
+            msg += f"  (from --set {', --set '.join(blamed)})"
+        lines.append(f"  {msg}")
     return "\n".join(lines)
 
 
@@ -395,14 +494,38 @@ def validate_config(raw: dict, source: str = "<dict>") -> RunConfig:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config, apply `--set` overrides, validate. Raises ConfigError naming the key."""
+    """Read a YAML config, apply `--set` overrides, validate. Raises ConfigError naming the key (and the
+    `--set` it came from)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        with path.open() as f:  # a file stream: YAML errors name the file, not "<unicode string>"
+            raw = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return validate_config(apply_overrides(raw, overrides or []), str(path))
+    overrides = list(overrides or [])
+    merged = apply_overrides(raw, overrides)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        file_ok = False
+        if overrides:
+            try:
+                RunConfig.model_validate(raw)
+                file_ok = True
+            except ValidationError:
+                pass
+        raise ConfigError(_format_errors(err, str(path), overrides, file_ok)) from None
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}` (lists and other values are leaves)."""
+    if not isinstance(tree, dict) or (prefix and not tree):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out

@@ -88,8 +88,54 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_train_batch_size_must_divide_the_rollout_and_hold_whole_micro_batches():
-    with pytest.raises(ConfigError, match=r"train.batch_size \(30\) must divide.*\(80\)"):
+    with pytest.raises(ConfigError, match=r"train.batch_size \(30\) must divide.*= 80\)"):
         validate_config({**MINIMAL, "train": {"batch_size": 30}})
     with pytest.raises(ConfigError, match=r"train.batch_size \(20\) must be a multiple of train.micro_batch_size \(8\)"):
         validate_config({**MINIMAL, "train": {"batch_size": 20, "micro_batch_size": 8}})
     assert validate_config({**MINIMAL, "train": {"batch_size": 16, "micro_batch_size": 8}}).train.batch_size == 16
+
+
+def test_unknown_key_anywhere_suggests_the_closest_key():
+    with pytest.raises(ConfigError, match=r"modle: unknown key; did you mean model\?"):
+        validate_config({**MINIMAL, "modle": {"path": "m"}})
+    with pytest.raises(ConfigError, match=r"rollout\.n_sample: unknown key; did you mean rollout\.n_samples_per_prompt\?"):
+        validate_config({**MINIMAL, "rollout": {"n_sample": 4}})
+    with pytest.raises(ConfigError, match=r"did you mean reward\.weights\.math\.accuracy\?"):
+        validate_config({**MINIMAL, "reward": {"weights": {"math": {"acc": 1.0}}}})
+    with pytest.raises(ConfigError, match=r"did you mean 'alpha' for 'alpah'"):
+        validate_config({**MINIMAL, "algorithm": {"riskpo": {"alpah": 0.1}}})
+
+
+def test_errors_caused_by_set_name_the_set_flag(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(ConfigError, match=r"rollout\.n_sample: unknown key.*\(from --set rollout\.n_sample=3\)"):
+        load_config(path, ["rollout.n_sample=3"])
+    with pytest.raises(ConfigError, match=r"\(from --set rollout\.n_samples_per_prompt=3\)"):
+        load_config(path, ["rollout.n_samples_per_prompt=3"])  # derived batch 30 vs micro batch 8
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nrollout: {n_samples_per_prompt: 4\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value).split("not valid YAML")[1] and "<unicode string>" not in str(err.value)
+
+
+def test_config_errors_carry_no_internal_names():
+    for extra in ({"algorithm": {"riskpo": {"alpha": 1.5}}}, {"rollout": {"prompts_per_step": 12}}, {"model": None}):
+        with pytest.raises(ConfigError) as err:
+            validate_config({**MINIMAL, **extra})
+        text = str(err.value)
+        assert "RiskPOConfig" not in text and "(top level)" not in text and "ModelConfig" not in text, text
+    with pytest.raises(ConfigError, match=r"  algorithm\.riskpo\.alpha/beta: need 0 < alpha < beta < 1"):
+        validate_config({**MINIMAL, "algorithm": {"riskpo": {"alpha": 1.5}}})
+
+
+def test_derived_batch_size_is_explained_not_blamed_on_the_user():
+    with pytest.raises(ConfigError) as err:
+        validate_config({**MINIMAL, "rollout": {"prompts_per_step": 10, "n_samples_per_prompt": 1}})
+    text = str(err.value)
+    assert "train.batch_size is not set, so it is rollout.prompts_per_step * rollout.n_samples_per_prompt " \
+           "(10 * 1 = 10)" in text and "train.batch_size (10)" not in text
