@@ -218,3 +218,23 @@ def test_committed_samples_under_data_all_load():
     assert len(sources) >= 12
     for src in sources:
         assert len(load_records(src)) > 0, src
+
+
+def test_a_record_with_an_unknown_task_is_rejected_at_load_time_with_the_closest_task(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"id": "a", "task": "math", "prompt": "1+1?", "answer": "2"}) + "\n"
+                    + json.dumps({"id": "b", "task": "maths", "prompt": "1+2?", "answer": "3"}) + "\n")
+    with pytest.raises(DataError) as err:
+        load_records(path)
+    text = str(err.value)
+    assert f"{path}:2" in text and "field 'task'" in text and "unknown task 'maths'" in text
+    assert "did you mean 'math'?" in text and "geometry" in text and "mcq" in text
+    skipped = load_records(path, on_bad_record="skip")
+    assert [r.id for r in skipped] == ["a"] and skipped.bad[0].field == "task"
+
+
+def test_load_records_limit_reads_a_sample_of_each_source(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "task": "math", "prompt": "q", "answer": "1"}) + "\n"
+                            for i in range(10)))
+    assert len(load_records(path, limit=3)) == 3

@@ -66,12 +66,16 @@ def load_records(
     check_images: bool = True,
     image_root: str | os.PathLike | None = None,
     max_pixels: int | None = None,
+    limit: int | None = None,
 ) -> RecordSet:
     """Load and validate records from one or several sources (see module doc for mixtures and images).
 
     image_root: the one folder besides each data file's own that image paths may point into.
     max_pixels: the resize budget (data.max_pixels); sources declaring more than
     ``SOURCE_PIXELS_FACTOR`` times it are rejected from their header.
+    limit: read at most this many rows of each source (a sample, e.g. for `riskpo-mm train --dry-run`).
+    A record whose task has no grader (`riskpo_mm.rewards.router.tasks()`) is a bad record: it would
+    earn reward 0 forever.
     """
     if on_bad_record not in {"error", "skip"}:
         raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
@@ -88,7 +92,7 @@ def load_records(
     images = _ImagePolicy(os.path.realpath(os.fspath(image_root)) if image_root else None,
                           source_pixel_limit(max_pixels), check_images)
     for p in paths:
-        recs, b = _load_source(os.fspath(p), on_bad_record, images)
+        recs, b = _load_source(os.fspath(p), on_bad_record, images, limit)
         sources.append(recs)
         bad.extend(b)
     if bad:
@@ -131,7 +135,26 @@ def _inside(path: str, folder: str) -> bool:
     return os.path.commonpath([path, folder]) == folder
 
 
-def _load_source(path: str, on_bad_record: str, images: _ImagePolicy) -> tuple[list[Record], list[BadRecord]]:
+def known_tasks() -> list[str]:
+    """Tasks that have a grader in the default reward router (built in, or added with `register_task`)."""
+    from riskpo_mm.rewards import router
+
+    return router.tasks()
+
+
+def _check_task(task: str, where: str, known: list[str]) -> None:
+    if task in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(task, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise DataError(where, "task", f"unknown task {task!r}{hint} (tasks with a grader: {', '.join(known)}; a new task "
+                    "needs riskpo_mm.rewards.register_task, else every response to it earns reward 0)")
+
+
+def _load_source(path: str, on_bad_record: str, images: _ImagePolicy,
+                 limit: int | None = None) -> tuple[list[Record], list[BadRecord]]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"data source not found: {path}")
     base_dir = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else os.path.abspath(path)
@@ -144,12 +167,16 @@ def _load_source(path: str, on_bad_record: str, images: _ImagePolicy) -> tuple[l
     else:
         raise DataError(path, "<file>", "unknown format; expected .jsonl, .parquet or an HF dataset folder (save_to_disk)")
     records, bad, seen = [], [], {}
-    for pos, row in rows:
+    known = known_tasks()
+    for count, (pos, row) in enumerate(rows):
+        if limit is not None and count >= limit:
+            break
         where = f"{path}:{pos}" if unit == "line" else f"{path} row {pos}"
         try:
             if isinstance(row, DataError):
                 raise row
             rec = Record.from_dict(row, where)
+            _check_task(rec.task, where, known)
             if rec.id in seen:
                 raise DataError(where, "id", f"duplicate id {rec.id!r} (first at {unit} {seen[rec.id]}); ids must be unique")
             rec.images = [_checked_image(im, base_dir, where, k, images) for k, im in enumerate(rec.images)]
