@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ pytest.importorskip("vllm")
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).with_name("ray"))
+STEPS = 6
 LEFTOVER_PATTERNS = ("raylet", "gcs_server", "riskpo_mm.openrlhf_ext.train_ray", "EngineCore", "RiskPORolloutActor")
 
 
@@ -51,9 +53,11 @@ def _leftovers() -> list[str]:
     return [line for line in out if any(p in line for p in LEFTOVER_PATTERNS) and "ps -eo" not in line]
 
 
-def _latest(run: Path) -> str:
+def _checkpoint_step(run: Path) -> int:
+    """The step of the latest checkpoint OpenRLHF wrote (0 if none)."""
     f = run / "checkpoints" / "_actor" / "latest"
-    return f.read_text().strip() if f.is_file() else ""
+    found = re.fullmatch(r"(?:best_)?global_step(\d+)", f.read_text().strip()) if f.is_file() else None
+    return int(found.group(1)) if found else 0
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def ray_env(tmp_path):
 
 
 def test_ray_engine_trains_checkpoints_survives_a_kill_resumes_and_leaves_nothing_behind(tmp_path, ray_env):
-    config = _config(tmp_path, steps=3)
+    config = _config(tmp_path, steps=STEPS)
     run = tmp_path / "ray_e2e"
     start = subprocess.run([RAY, "start", "--head", "--num-cpus", "4", "--num-gpus", "1", "--include-dashboard",
                             "false", "--disable-usage-stats"], env=ray_env, capture_output=True, text=True)
@@ -75,11 +79,13 @@ def test_ray_engine_trains_checkpoints_survives_a_kill_resumes_and_leaves_nothin
 
     first = _train(config, env=ray_env)
     deadline = time.time() + 420
-    while _latest(run) != "global_step2" and time.time() < deadline and first.poll() is None:
-        time.sleep(1)
-    assert _latest(run) == "global_step2", first.communicate(timeout=60)[0][-4000:] if first.poll() is not None else ""
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started
+    while _checkpoint_step(run) < 2 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.1)
+    assert first.poll() is None and _checkpoint_step(run) >= 2, first.communicate(timeout=60)[0][-4000:]
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started, mid-run
     first.wait(timeout=60)
+    killed_at = _checkpoint_step(run)
+    assert killed_at < STEPS
 
     second = _train(config, "--resume", env=ray_env)
     out, _ = second.communicate(timeout=600)
@@ -87,12 +93,18 @@ def test_ray_engine_trains_checkpoints_survives_a_kill_resumes_and_leaves_nothin
     assert "Loading the checkpoint" in out
 
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert sorted({s["step"] for s in steps}) == [1, 2, 3]  # the killed run's steps, then the resumed one
-    assert [s["step"] for s in steps if "reward/mean" in s] == [1, 2, 3]  # no duplicates
+    everything = list(range(1, STEPS + 1))
+    assert sorted({s["step"] for s in steps}) == everything  # the killed run's steps, then the resumed ones
+    assert [s["step"] for s in steps if "reward/mean" in s] == everything  # no duplicates
     evals = [s for s in steps if "eval/pass@1" in s]
-    assert [s["step"] for s in evals] == [3] and {"eval/pass@2", "eval/avg@2"} <= set(evals[0])
+    assert [s["step"] for s in evals] == [3, 6] and {"eval/pass@2", "eval/avg@2"} <= set(evals[0])
     steps = [s for s in steps if "reward/mean" in s]
-    assert steps[-1]["riskpo/tracked/q_alpha"] != 0.0  # the tracker state came back: step 3 is its third update
+    import torch
+
+    last = run / "checkpoints" / "_actor" / (run / "checkpoints" / "_actor" / "latest").read_text().strip()
+    client = torch.load(next(last.glob("*model_states.pt")), map_location="cpu", weights_only=False)
+    tracker = client["riskpo_estimator"]["estimator"]["trackers"]["all"]
+    assert tracker["count"] == STEPS  # the killed run's tracker updates came back with the resume
     assert any(s.get("train/actor_grad_norm", 0) > 0 for s in steps)  # the policy was trained
     assert any(k.startswith("reward/") and k != "reward/mean" for k in steps[-1])  # per task
     assert {"reward/mean", "bundle/cvar", "advantage/zero_fraction", "entropy",

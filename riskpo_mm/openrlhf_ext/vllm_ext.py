@@ -8,6 +8,8 @@ hard-codes when it builds an engine, and nothing else:
 - the engine dtype follows the actor's (``--ds.param_dtype``; OpenRLHF fixes ``bfloat16``, and its
   weight sync requires equal dtypes);
 - without CUDA: eager mode and a KV cache of ``VLLM_CPU_KVCACHE_SPACE`` GiB (default 1);
+- after every weight sync the prefix and encoder caches are dropped (they hold what the old
+  weights computed);
 - vision special tokens (image/video pads, vision start/end) get a logit bias of -100 in every
   request, as the local engine suppresses them in HF ``generate``: a sampled one breaks the next
   Qwen-VL training forward (``get_rope_index``).
@@ -116,6 +118,28 @@ class RiskPORolloutActorImpl(RolloutRayActor.__ray_actor_class__):
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         params = with_suppressed_tokens(sampling_params, self.suppressed_token_ids)
         return await super().generate(prompt_token_ids, params, multi_modal_data)
+
+    async def update_weight(self, name, dtype, shape, empty_cache=False):
+        out = await super().update_weight(name, dtype, shape, empty_cache)
+        if empty_cache:  # the sync's last parameter: drop what the old weights computed, on both sides
+            await self.reset_caches()
+        return out
+
+    async def update_weight_cuda_ipc(self, name, dtype, shape, ipc_handles, empty_cache=False):
+        out = await super().update_weight_cuda_ipc(name, dtype, shape, ipc_handles, empty_cache)
+        if empty_cache:
+            await self.reset_caches()
+        return out
+
+    async def reset_caches(self) -> None:
+        """Drop the prefix and encoder caches after a weight sync.
+
+        The model runner's ``reload_weights`` clears the worker's encoder cache while the scheduler
+        still counts its entries ("Encoder cache miss" on the next repeated image); and with NCCL,
+        cached image embeddings and prefixes would silently come from the old weights.
+        """
+        await self.llm.reset_prefix_cache()
+        await self.llm.reset_encoder_cache()
 
     async def weight_sync_count(self) -> list[int]:
         """How many full gloo weight syncs each worker has applied (for checks and tests)."""
