@@ -103,6 +103,10 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
         sched.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        step = len(losses)
+        if bar.disable and (step % max(1, cfg.sft.steps // 10) == 0 or step == 1):  # no bar off a terminal
+            print(f"[riskpo-mm] SFT step {step}/{cfg.sft.steps}  loss {sum(losses[-20:]) / len(losses[-20:]):.3f}  "
+                  f"{time.time() - t0:.0f} s", flush=True)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)

@@ -1,4 +1,4 @@
-"""`riskpo-mm train --config X.yaml [--set key=value ...] [--resume]`.
+"""`riskpo-mm train --config X.yaml [--set key=value ...] [--resume | --overwrite] [--dry-run]`.
 
 The local engine runs here: optional supervised warm start, evaluation before
 RL, RiskPO (or GRPO / Dr.GRPO / DAPO) RL with checkpoints, evaluation after
@@ -24,8 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML run config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set algorithm.riskpo.alpha=0.1 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config (and Ray command) and exit")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's latest checkpoint (a changed config is compared with the saved one; "
+                        "changes that break the saved state are refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the run folder holds an earlier run: move it aside to <run>.old-<time> and start over")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, model folder, data (a sample of records) and run folder without training "
+                        "or writing anything; report every problem; exit 2 on problems (engine: ray: then print "
+                        "the commands)")
     p.add_argument("--print-command", action="store_true",
                    help="Ray engine: prepare the data files and print only the job command, one argument a line")
     p.add_argument("--launcher", choices=("direct", "submit"), default="direct",
@@ -137,7 +144,13 @@ def write_report(cfg: RunConfig, before: Any, after: Any, last: dict[str, float]
                  phases: dict) -> dict:
     """`report.json` and `summary.txt` in the run folder (both engines); returns the report."""
     run_dir = cfg.run_dir
+    from riskpo_mm.engine.metrics_log import earlier_wall_s
+
     report = _report(cfg, before, after, last, wall_s, phases)
+    earlier = earlier_wall_s(run_dir)  # the segments before a --resume
+    if earlier:
+        report["wall_s"] = earlier + wall_s
+        report["wall_this_segment_s"] = wall_s
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     summary = _summary(report)
     (run_dir / "summary.txt").write_text(summary + "\n")
@@ -147,36 +160,131 @@ def write_report(cfg: RunConfig, before: Any, after: Any, last: dict[str, float]
     return report
 
 
+def _err(msg: str) -> None:
+    print(f"riskpo-mm train: {msg}", file=sys.stderr)
+
+
+def dry_run(cfg: RunConfig, args) -> int:
+    """Check everything a run needs without training or writing; every problem at once; 2 on problems."""
+    from riskpo_mm.engine import preflight
+
+    print(preflight.summary(cfg))
+    found = preflight.check_run(cfg, deep=True)
+    problems = list(found.problems)
+    existing = preflight.existing_run(cfg.run_dir)
+    if existing and not args.resume and not args.overwrite:
+        problems.append(preflight.refuse_existing_run(cfg.run_dir, existing))
+    elif existing and args.overwrite:
+        found.notes.append(f"would move the earlier run aside: {cfg.run_dir} -> {cfg.run_dir}.old-<time>")
+    if args.resume:
+        lines, refused = preflight.resume_check(cfg)
+        print("\n".join(lines)) if lines else None
+        if refused:
+            problems.append(preflight.refuse_resume(cfg, refused))
+    for note in found.notes:
+        print(f"  {note}")
+    if problems:
+        _err(f"--dry-run found {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        return 2
+    if cfg.engine == "ray":
+        if cfg.data.synthetic is not None and any(n.startswith("would be built: the synthetic") for n in found.notes):
+            print("[riskpo-mm] dry run: the Ray job command needs the synthetic data files; it is printed by a dry "
+                  "run once they exist (a real run builds them first)")
+        else:
+            from riskpo_mm.engine.ray_data import RayDataError
+            from riskpo_mm.engine.ray_run import RayRunError, run_ray
+
+            try:
+                run_ray(cfg, resume=args.resume, launcher=args.launcher, dry_run=True)
+            except (RayRunError, RayDataError) as err:
+                _err(str(err))
+                return 1
+    print("[riskpo-mm] dry run: no problems found; nothing was written")
+    return 0
+
+
+def _quiet_progress(cfg: RunConfig) -> None:
+    """Output that is not a terminal gets no progress bars (no carriage returns in log files), but one
+    line every N steps instead."""
+    from riskpo_mm.engine.metrics_log import PROGRESS_ENV
+
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault(PROGRESS_ENV, str(max(1, cfg.train.steps // 20)))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
-        print(f"riskpo-mm train: {err}", file=sys.stderr)
+        _err(str(err))
+        return 2
+    if args.resume and args.overwrite:
+        _err("--resume continues the run in the folder, --overwrite moves it aside: give one of them")
         return 2
     if args.print_command:
         if cfg.engine != "ray":
-            print("riskpo-mm train: --print-command needs engine: ray", file=sys.stderr)
+            _err("--print-command needs engine: ray")
             return 2
         print("\n".join(ray_command(cfg, resume=args.resume)))
         return 0
-    if int(os.environ.get("RANK", "0")) == 0 and not args.dry_run:
-        print(f"# resolved config ({args.config})\n{cfg.to_yaml()}")
+    if args.dry_run:
+        return dry_run(cfg, args)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:  # before anything is written
+        from riskpo_mm.engine import preflight
+
+        existing = preflight.existing_run(cfg.run_dir)
+        if existing and not args.resume and not args.overwrite:
+            _err(preflight.refuse_existing_run(cfg.run_dir, existing))
+            return 2
+        if args.resume:
+            lines, refused = preflight.resume_check(cfg)
+            if lines:
+                print("\n".join(lines), flush=True)
+            if refused:
+                _err(preflight.refuse_resume(cfg, refused))
+                return 2
+        found = preflight.check_run(cfg, deep=False)
+        if found.problems:
+            _err(f"{len(found.problems)} problem(s) before starting:\n" + "\n".join(f"  - {p}" for p in found.problems)
+                 + "\n(riskpo-mm train --config ... --dry-run checks everything, records included)")
+            return 2
+        for note in found.notes:
+            if note.startswith("model.path"):
+                print(f"[riskpo-mm] {note}", flush=True)
+        if existing and args.overwrite:
+            moved = preflight.move_aside(cfg.run_dir)
+            print(f"[riskpo-mm] --overwrite: moved the earlier run {cfg.run_dir} to {moved}", flush=True)
+        print(preflight.summary(cfg), flush=True)
+    _quiet_progress(cfg)
+    from riskpo_mm.engine.metrics_log import WallClock
+
+    clock = WallClock(cfg.run_dir, resume=args.resume)
+    if main_rank:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        clock.start()
+    try:
+        return _run(cfg, args)
+    finally:
+        if main_rank:
+            clock.stop()
+
+
+def _run(cfg: RunConfig, args) -> int:
     if cfg.engine == "ray":
         from riskpo_mm.engine.ray_data import RayDataError
         from riskpo_mm.engine.ray_run import RayRunError, run_ray
 
         try:
-            run_ray(cfg, resume=args.resume, launcher=args.launcher, dry_run=args.dry_run)
+            run_ray(cfg, resume=args.resume, launcher=args.launcher, dry_run=False)
         except (RayRunError, RayDataError) as err:
-            print(f"riskpo-mm train: {err}", file=sys.stderr)
+            _err(str(err))
             return 1
         except KeyboardInterrupt:
             print(f"\n[riskpo-mm] interrupted; continue with --resume", file=sys.stderr)
             return 130
-        return 0
-    if args.dry_run:
-        print(cfg.to_yaml())
         return 0
     try:
         run_local(cfg, resume=args.resume)
