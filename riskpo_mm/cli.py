@@ -22,13 +22,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
-    return f"usage: riskpo-mm COMMAND [ARGS...]\n\ncommands:\n{rows}\n\n`riskpo-mm COMMAND --help` for a command's flags."
+    return (f"usage: riskpo-mm COMMAND [ARGS...]  |  riskpo-mm --version\n\ncommands:\n{rows}\n\n"
+            "`riskpo-mm COMMAND --help` for a command's flags.")
+
+
+def version() -> str:
+    from riskpo_mm import __version__
+
+    try:
+        from importlib.metadata import version as installed
+
+        return installed("riskpo-mm")
+    except Exception:  # not installed as a package (a source checkout on sys.path)
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(_usage())
+        return 0
+    if argv[0] in {"--version", "-V", "version"}:
+        print(f"riskpo-mm {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

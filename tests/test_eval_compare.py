@@ -45,9 +45,12 @@ def two_runs(tmp_path):
 
 def test_compare_prints_before_and_after_rows_side_by_side(two_runs, capsys):
     assert main([str(p) for p in two_runs]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    table, notes = out.split("\n\n")
+    lines = table.splitlines()
     header = lines[0].split()
-    assert header == ["run", "acc", "pass@2", "pass@4", "maj@n", "format", "entropy", "cvar(train)", "cvar0.2(eval)", "wall"]
+    assert header == ["run", "pass@1", "pass@2", "pass@4", "maj@4", "format", "entropy", "cvar(train)", "cvar0.2(eval)",
+                      "wall"]
     rows = {line.split()[0] + (" " + line.split()[1] if "(before" in line else ""): line.split() for line in lines[2:]}
     after = rows["demo_riskpo"]
     assert after[1:] == ["0.250", "0.400", "0.550", "0.300", "0.970", "0.812", "1.250", "0.000", "321s"]
@@ -87,3 +90,30 @@ def test_compare_rejects_unknown_paths_clearly(tmp_path, capsys):
     other.write_text(json.dumps({"hello": 1}))
     assert main([str(other)]) == 2
     assert "neither a results file" in capsys.readouterr().err
+
+
+def test_compare_says_why_a_cvar_is_missing(two_runs, capsys):
+    assert main([str(p) for p in two_runs]) == 0
+    notes = capsys.readouterr().out.split("missing values:")[1]
+    assert "demo_grpo: cvar0.2(eval) -: no eval_after.json (per-problem outcomes)" in notes
+    assert "demo_riskpo (before RL): cvar0.2(eval) -: no eval_before.json" in notes
+
+
+def test_compare_adds_per_task_rows_for_mixed_results(tmp_path, capsys):
+    groups = {"all": {"pass@1": 0.5, "maj@4": 0.5}, "task/math": {"pass@1": 0.75, "maj@4": 1.0},
+              "task/geometry": {"pass@1": 0.25, "maj@4": 0.0}}
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps({"schema": SCHEMA, "wall_s": 1.0, "metrics": groups, "problems": []}))
+    assert main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[:3] == ["mixed", "[geometry]", "0.250"] and lines[4].split()[:3] == ["mixed", "[math]", "0.750"]
+
+
+def test_compare_json_into_head_does_not_crash(two_runs):
+    import subprocess
+    import sys
+
+    paths = " ".join(map(str, two_runs * 300))  # far more than a pipe buffer of JSON
+    cmd = f"{sys.executable} -m riskpo_mm.cli compare --json {paths} | head -n 2"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert "BrokenPipeError" not in out.stderr and "Traceback" not in out.stderr and len(out.stdout.splitlines()) == 2

@@ -16,6 +16,11 @@ def ensure_model(cfg: RunConfig) -> Path:
     from riskpo_mm.models.tiny import make_tiny_model
 
     t = cfg.model.tiny
+    if t.family == "qwen2":  # the text-only family
+        from riskpo_mm.models.tiny import make_tiny_text_model
+
+        make_tiny_text_model(t.size, t.tokenizer, path, t.seed)
+        return path
     make_tiny_model(family=t.family, size=t.size, tokenizer=t.tokenizer, out_dir=path, seed=t.seed)
     return path
 

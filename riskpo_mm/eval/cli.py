@@ -1,10 +1,13 @@
 """`riskpo-mm eval`: pass@k / avg@k / maj@n of a saved model on record files, into results.json.
 
     riskpo-mm eval --model DIR --data FILE [FILE ...] --n 16 --k 1,2,4,8,16 \
-        [--temperature 0.6] [--engine hf|vllm] [--max-new-tokens 512] [--batch-size 8] \
+        [--temperature T] [--engine hf|vllm] [--max-new-tokens N] [--batch-size 8] \
         [--max-problems N] --out results.json
 
-Each record's data source is its meta["source"], else the stem of its file. The vLLM engine needs
+When --model is a run's model (`<run>/final_model`, `<run>/best_model`, `<run>/checkpoints/<step>/model`),
+the run's `config.yaml` gives the flags not given: max new tokens (eval.max_new_tokens, else
+rollout.max_new_tokens), temperature (eval.temperature), pixel limits (data.min_pixels / max_pixels) and
+the system prompt (data.system_prompt). Each record's data source is its meta["source"], else the stem of its file. The vLLM engine needs
 the `vllm` package (the `gpu` extra); the HF engine runs anywhere, CPU included.
 """
 
@@ -34,34 +37,113 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
+class _Help(argparse.HelpFormatter):
+    """Every flag's help ends with its default (written out where it depends on the run)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.option_strings == ["-h", "--help"]:
+            return text
+        if isinstance(action.default, bool):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+FALLBACK = {"temperature": 0.6, "max_new_tokens": 512}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="riskpo-mm eval", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="riskpo-mm eval", description=__doc__.split("\n\n")[0], formatter_class=_Help)
+    run = "default: the run's config.yaml when --model is a run's model, else"
     p.add_argument("--model", required=True, help="model folder (config, weights, processor)")
     p.add_argument("--data", required=True, nargs="+", help="record files: JSONL, parquet or HF dataset folders")
     p.add_argument("--out", required=True, help="results JSON to write")
     p.add_argument("--n", type=int, default=16, help="samples per problem")
     p.add_argument("--k", default="1,2,4,8,16", help="pass@k values, each in [1, n]")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=None,
+                   help=f"sampling temperature ({run} {FALLBACK['temperature']})")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="generation backend")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"tokens per response ({run} {FALLBACK['max_new_tokens']})")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (hf engine)")
-    p.add_argument("--max-problems", type=int, default=None, help="evaluate only the first N problems")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--family", default=None, help="model family; default: from the model's config")
-    p.add_argument("--min-pixels", type=int, default=None, help="image pixel budget; default: riskpo_mm.data.ImageConfig")
-    p.add_argument("--max-pixels", type=int, default=None)
-    p.add_argument("--system-prompt", default=None)
-    p.add_argument("--on-bad-record", choices=("error", "skip"), default="error")
+    p.add_argument("--max-problems", type=int, default=None, help="evaluate only the first N problems (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--family", default=None, help="model family (default: from the model's config)")
+    p.add_argument("--min-pixels", type=int, default=None,
+                   help=f"image pixel budget, lower bound ({run} riskpo_mm.data.ImageConfig's 3136)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help=f"image pixel budget, upper bound ({run} riskpo_mm.data.ImageConfig's 401408)")
+    p.add_argument("--system-prompt", default=None, help=f"system prompt ({run} none)")
+    p.add_argument("--on-bad-record", choices=("error", "skip"), default="error",
+                   help="a bad record stops the evaluation (error) or is skipped and counted (skip)")
     p.add_argument("--response-chars", type=int, default=2000, help="keep at most this many characters per response")
-    p.add_argument("--no-responses", action="store_true", help="do not keep response texts in the results file")
+    p.add_argument("--no-responses", action="store_true",
+                   help="do not keep response texts in the results file (default: kept)")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                    help="auto: bfloat16 on a GPU, float32 on a CPU")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine only")
     p.add_argument("--max-model-len", type=int, default=None,
-                   help="vllm engine only: prompt + response tokens per sequence; default: the model's")
+                   help="vllm engine only: prompt + response tokens per sequence (default: the model's)")
     return p
+
+
+def run_config_path(model: str | Path) -> Optional[Path]:
+    """The `config.yaml` of the run a model folder belongs to (final_model, best_model, sft_model: one
+    folder up; checkpoints/<step>/model: three up), else None."""
+    import os
+
+    m = Path(os.path.abspath(model))  # not resolved: <run>/final_model may be a link
+    for candidate in (m.parent / "config.yaml",
+                      m.parents[2] / "config.yaml" if len(m.parents) > 2 and m.parents[1].name == "checkpoints" else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def apply_run_defaults(args) -> list[str]:
+    """Fill the flags not given from the run's config.yaml, then the built-in fallbacks; returns what the
+    run gave, as `name value (config key)` strings."""
+    import yaml
+
+    path = run_config_path(args.model)
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raw = {}
+    get = lambda sec, key: (raw.get(sec) or {}).get(key) if isinstance(raw.get(sec) or {}, dict) else None
+    taken = []
+    run_values = {
+        "max_new_tokens": (get("eval", "max_new_tokens") or get("rollout", "max_new_tokens"),
+                           "eval.max_new_tokens" if get("eval", "max_new_tokens") else "rollout.max_new_tokens"),
+        "temperature": (get("eval", "temperature"), "eval.temperature"),
+        "min_pixels": (get("data", "min_pixels"), "data.min_pixels"),
+        "max_pixels": (get("data", "max_pixels"), "data.max_pixels"),
+        "system_prompt": (get("data", "system_prompt"), "data.system_prompt"),
+    }
+    for name, (value, key) in run_values.items():
+        if getattr(args, name) is None and value is not None:
+            setattr(args, name, value)
+            taken.append(f"{name} {value!r} ({key})")
+    for name, value in FALLBACK.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if taken:
+        print(f"[riskpo-mm eval] from the run's {path}: {', '.join(taken)}", file=sys.stderr)
+    return taken
+
+
+def check_modalities(config, records: list, model: str) -> None:
+    """One clear line for a text-only model on image records (instead of a traceback from the processor)."""
+    if hasattr(config, "vision_config"):
+        return
+    with_images = [r for r in records if r.images]
+    if with_images:
+        raise EvalError(f"--model {model} is a text-only model (model_type {getattr(config, 'model_type', '?')!r}) but "
+                        f"{len(with_images)} of the {len(records)} records have images (first: {with_images[0].id!r}); "
+                        "evaluate a Qwen-VL model, or give text-only records")
 
 
 def load_eval_records(paths: Sequence[str], on_bad_record: str = "error", max_problems: Optional[int] = None) -> list:
@@ -106,6 +188,7 @@ def run_hf(args, records: list) -> EvalResult:
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
              "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     config = AutoConfig.from_pretrained(args.model)
+    check_modalities(config, records, args.model)
     auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
     model = auto.from_pretrained(args.model, dtype=dtype).to(device).eval()
     processor = AutoProcessor.from_pretrained(args.model)
@@ -134,6 +217,7 @@ def run_vllm(args, records: list) -> EvalResult:
 
     t0 = time.perf_counter()
     config = AutoConfig.from_pretrained(args.model)
+    check_modalities(config, records, args.model)
     family = _family(config, args.family) if hasattr(config, "vision_config") else args.family
     dtype = {"auto": "bfloat16" if torch.cuda.is_available() else "float32"}.get(args.dtype, args.dtype)
     rollout = VLLMRollout(args.model, dtype=dtype, max_model_len=args.max_model_len, seed=args.seed,
@@ -174,8 +258,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise EvalError(f"--k: values {bad} outside [1, --n={args.n}]; pass@k needs at least k samples per problem")
         if args.max_problems is not None and args.max_problems < 1:
             raise EvalError(f"--max-problems: expected an integer >= 1, got {args.max_problems}")
+        if not Path(args.model).exists():
+            raise EvalError(f"--model: the folder {args.model} does not exist")
         if not (Path(args.model) / "config.json").is_file():
             raise EvalError(f"--model: {args.model} is not a model folder (no config.json)")
+        apply_run_defaults(args)
         records = load_eval_records(args.data, args.on_bad_record, args.max_problems)
         result = run_vllm(args, records) if args.engine == "vllm" else run_hf(args, records)
     except (EvalError, DataError, FileNotFoundError) as err:

@@ -1,10 +1,11 @@
 """`riskpo-mm compare PATH [PATH ...]`: runs and results files side by side.
 
 A PATH is a run folder (its report.json from `riskpo-mm train`: one row before RL, one after), a
-report.json, or a results.json from `riskpo-mm eval` (one row). Columns: accuracy (pass@1), pass@k,
-maj@n, format rate, token entropy at the end of training, lower-tail CVaR of bundle scores (from the
+report.json, or a results.json from `riskpo-mm eval` (one row), each followed by one row per task when it
+has several. Columns: pass@1, pass@k, maj@n (with its n), format rate, token entropy at the end of training, lower-tail CVaR of bundle scores (from the
 training log, and recomputed on the held-out outcomes with one bundle size and alpha for every row,
-so methods compare on equal terms), wall time. A value a source does not have shows as "-".
+so methods compare on equal terms), wall time. A value a source does not have shows as "-", and a note
+under the table says why a CVaR is missing.
 """
 
 from __future__ import annotations
@@ -48,20 +49,31 @@ def last_metric(run_dir: Path, suffix: str) -> Optional[float]:
     return None
 
 
-def _eval_cvar(path: Path, bundle_size: int, alpha: float) -> Optional[float]:
-    """CVaR_alpha of held-out bundle scores from a results file's per-problem outcomes."""
+def _eval_file(path: Path, bundle_size: int, alpha: float) -> tuple[Optional[float], Optional[str], dict]:
+    """(CVaR_alpha of held-out bundle scores, why it is missing, the file's metric groups)."""
     if not path.is_file():
-        return None
+        return None, f"no {path.name} (per-problem outcomes)", {}
     data = _read_json(path)
+    groups = data.get("metrics", {}) if isinstance(data, dict) else {}
     problems = data.get("problems") if isinstance(data, dict) else None
-    if not problems or len(problems) < bundle_size:
-        return None
-    return problems_bundle_measures(problems, bundle_size, alpha=alpha)["cvar"]
+    if not problems:
+        return None, f"{path.name} keeps no per-problem outcomes", groups
+    if len(problems) < bundle_size:
+        return None, f"{len(problems)} problems, fewer than --bundle-size {bundle_size}", groups
+    return problems_bundle_measures(problems, bundle_size, alpha=alpha)["cvar"], None, groups
+
+
+def _task_rows(name: str, groups: dict) -> list[dict[str, Any]]:
+    tasks = sorted(k for k in groups if k.startswith("task/"))
+    if len(tasks) < 2:
+        return []
+    return [{"name": f"  {name} [{k[5:]}]", "metrics": groups[k], "task_row": True} for k in tasks]
 
 
 def load_rows(path: str | Path, *, bundle_size: int = 5, alpha: float = 0.2) -> list[dict[str, Any]]:
     """Table rows of one PATH: dicts with "name", "metrics" (eval metrics), and optional "entropy",
-    "cvar_train", "cvar_eval", "wall_s"."""
+    "cvar_train", "cvar_eval", "wall_s", "why" (key -> why it is missing); per-task rows follow a row
+    of several tasks."""
     p = Path(path)
     if p.is_dir():
         if (p / "report.json").is_file():
@@ -82,8 +94,13 @@ def load_rows(path: str | Path, *, bundle_size: int = 5, alpha: float = 0.2) -> 
 def _results_rows(path: Path, bundle_size: int, alpha: float, name: Optional[str] = None) -> list[dict[str, Any]]:
     data = _read_json(path)
     metrics = data.get("metrics", {}).get("all", {})
-    return [{"name": name or (path.stem if path.stem != "results" else path.parent.name), "metrics": metrics,
-             "cvar_eval": _eval_cvar(path, bundle_size, alpha), "wall_s": data.get("wall_s")}]
+    cvar, why, groups = _eval_file(path, bundle_size, alpha)
+    name = name or (path.stem if path.stem != "results" else path.parent.name)
+    row = {"name": name, "metrics": metrics, "cvar_eval": cvar, "wall_s": data.get("wall_s"),
+           "why": {"cvar_train": "an evaluation results file has no training log"}}
+    if why:
+        row["why"]["cvar_eval"] = why
+    return [row, *_task_rows(name, groups)]
 
 
 def _report_rows(path: Path, bundle_size: int, alpha: float) -> list[dict[str, Any]]:
@@ -93,17 +110,28 @@ def _report_rows(path: Path, bundle_size: int, alpha: float) -> list[dict[str, A
     train = report.get("train") or {}
     rows = []
     if report.get("before_rl"):
-        rows.append({"name": f"{name} (before RL)", "metrics": report["before_rl"],
-                     "cvar_eval": _eval_cvar(run_dir / "eval_before.json", bundle_size, alpha)})
+        cvar, why, groups = _eval_file(run_dir / "eval_before.json", bundle_size, alpha)
+        rows.append({"name": f"{name} (before RL)", "metrics": report["before_rl"], "cvar_eval": cvar,
+                     "why": {"cvar_eval": why} if why else {}})
+        rows += _task_rows(f"{name} (before RL)", groups)
     entropy = train.get("final_entropy")
-    cvar = train.get("bundle_cvar")
+    cvar_train = train.get("bundle_cvar")
+    if cvar_train is None:
+        cvar_train = last_metric(run_dir, "bundle_score/cvar")
+    cvar, why, groups = _eval_file(run_dir / "eval_after.json", bundle_size, alpha)
+    estimator = report.get("estimator") or (report.get("config") or {}).get("algorithm", {}).get("estimator")
+    whys = {}
+    if cvar_train is None:
+        whys["cvar_train"] = ("no bundle CVaR in report.json or metrics.jsonl" +
+                              (f" (estimator {estimator} forms no bundles)" if estimator and estimator != "riskpo" else ""))
+    if why:
+        whys["cvar_eval"] = why
     rows.append({
         "name": name, "metrics": report.get("after_rl") or {},
         "entropy": entropy if entropy is not None else last_metric(run_dir, "entropy"),
-        "cvar_train": cvar if cvar is not None else last_metric(run_dir, "bundle_score/cvar"),
-        "cvar_eval": _eval_cvar(run_dir / "eval_after.json", bundle_size, alpha),
-        "wall_s": report.get("wall_s"),
+        "cvar_train": cvar_train, "cvar_eval": cvar, "wall_s": report.get("wall_s"), "why": whys,
     })
+    rows += _task_rows(name, groups)
     return rows
 
 
@@ -116,20 +144,26 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def build_table(rows: list[dict[str, Any]], alpha: float = 0.2) -> list[list[str]]:
-    """Header + one line per row; pass@k columns are the union over rows (k > 1; pass@1 is 'acc')."""
-    ks = sorted({int(k[5:]) for r in rows for k in r["metrics"] if k.startswith("pass@") and k[5:].isdigit()} - {1})
-    header = ["run", "acc", *(f"pass@{k}" for k in ks), "maj@n", "format", "entropy", "cvar(train)",
+    """Header + one line per row; pass@k columns are the union over rows, maj@n one column per n."""
+    ks = sorted({int(k[5:]) for r in rows for k in r["metrics"] if k.startswith("pass@") and k[5:].isdigit()} | {1})
+    majs = sorted({int(k[4:]) for r in rows for k in r["metrics"] if k.startswith("maj@") and k[4:].isdigit()})
+    header = ["run", *(f"pass@{k}" for k in ks), *(f"maj@{n}" for n in majs), "format", "entropy", "cvar(train)",
               f"cvar{alpha:g}(eval)", "wall"]
     table = [header]
     for r in rows:
         m = r["metrics"]
-        acc = m.get("pass@1", next((v for k, v in m.items() if k.startswith("avg@")), None))
-        maj = next((v for k, v in m.items() if k.startswith("maj@")), None)
         wall = r.get("wall_s")
-        table.append([r["name"], _fmt(acc), *(_fmt(m.get(f"pass@{k}")) for k in ks), _fmt(maj), _fmt(m.get("format_rate")),
-                      _fmt(r.get("entropy")), _fmt(r.get("cvar_train")), _fmt(r.get("cvar_eval")),
-                      MISSING if wall is None else f"{wall:.0f}s"])
+        table.append([r["name"], *(_fmt(m.get(f"pass@{k}")) for k in ks), *(_fmt(m.get(f"maj@{n}")) for n in majs),
+                      _fmt(m.get("format_rate")), _fmt(r.get("entropy")), _fmt(r.get("cvar_train")),
+                      _fmt(r.get("cvar_eval")), MISSING if wall is None else f"{wall:.0f}s"])
     return table
+
+
+def missing_notes(rows: list[dict[str, Any]], alpha: float = 0.2) -> list[str]:
+    """Why a CVaR shows as "-": one line per row and column."""
+    cols = {"cvar_train": "cvar(train)", "cvar_eval": f"cvar{alpha:g}(eval)"}
+    return [f"  {r['name'].strip()}: {cols[key]} -: {why}" for r in rows if not r.get("task_row")
+            for key, why in (r.get("why") or {}).items() if r.get(key) is None and key in cols]
 
 
 def render(table: list[list[str]]) -> str:
@@ -154,7 +188,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     except CompareError as err:
         print(f"riskpo-mm compare: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(rows, indent=1) if args.json else render(build_table(rows, args.alpha)))
+    if args.json:
+        text = json.dumps(rows, indent=1)
+    else:
+        notes = missing_notes(rows, args.alpha)
+        text = render(build_table(rows, args.alpha)) + ("\n\n" + "\n".join(["missing values:", *notes]) if notes else "")
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `riskpo-mm compare ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

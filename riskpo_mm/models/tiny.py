@@ -236,15 +236,16 @@ def make_tiny_text_model(
 def main(argv: list[str] | None = None) -> int:
     """`riskpo-mm make-tiny-model`: write a tiny random-weight Qwen-VL model folder."""
     p = argparse.ArgumentParser(prog="riskpo-mm make-tiny-model", description=main.__doc__)
-    p.add_argument("--family", required=True, choices=FAMILIES + ("qwen2_text",),
-                   help="model family (qwen2_text: text-only Qwen2 causal LM)")
+    p.add_argument("--family", required=True, choices=FAMILIES + ("qwen2", "qwen2_text"), metavar="FAMILY",
+                   help=f"{', '.join(FAMILIES)}, or qwen2 (a text-only Qwen2 causal LM; the spelling of model.family "
+                        "and model.tiny.family in configs; qwen2_text is accepted too)")
     p.add_argument("--size", default="s", choices=SIZES, help="xs ~1M, s ~4.5M, m ~12M non-embedding parameters")
     p.add_argument("--tokenizer", default="compact", choices=("qwen", "compact"),
                    help="qwen: the real Qwen vocabulary; compact: 2k BPE (fast on a CPU)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if a.family == "qwen2_text":
+    if a.family in ("qwen2", "qwen2_text"):
         out = make_tiny_text_model(a.size, a.tokenizer, a.out, a.seed)
     else:
         out = make_tiny_model(a.family, a.size, a.tokenizer, a.out, a.seed)
