@@ -55,14 +55,14 @@ test: setup
 	$(BIN)/python -m pytest
 
 demo: setup
-	$(BIN)/riskpo-mm train --config configs/demo/geometry_tiny_cpu.yaml
+	$(BIN)/riskpo-mm train --config configs/demo/geometry_tiny_cpu.yaml --overwrite
 
 demo-grpo: setup
-	$(BIN)/riskpo-mm train --config configs/demo/geometry_tiny_cpu_grpo.yaml
+	$(BIN)/riskpo-mm train --config configs/demo/geometry_tiny_cpu_grpo.yaml --overwrite
 
 # The same demo on the Ray engine: local Ray cluster, vLLM rollouts, DeepSpeed on the CPU.
 demo-ray: setup
-	scripts/train_ray.sh configs/demo/geometry_tiny_cpu.yaml --set name=demo_geometry_riskpo_ray
+	scripts/train_ray.sh configs/demo/geometry_tiny_cpu.yaml --set name=demo_geometry_riskpo_ray --overwrite
 
 bench: setup
 	for b in advantage rewards data train_step; do $(BIN)/python -m riskpo_mm.bench.$$b || exit 1; done

@@ -219,6 +219,9 @@ class RewardConfig(_Section):
         None, gt=0, description="DAPO's soft overlong penalty: responses longer than rollout.max_new_tokens minus "
         "this many tokens lose up to overlong_penalty_factor, linearly; None: off.")
     overlong_penalty_factor: float = Field(1.0, ge=0, description="Largest overlong penalty (DAPO: 1.0).")
+    functions: dict[str, str] = Field(
+        default_factory=dict, description="User graders by task: {my_task: 'path/to/file.py:fn'}, fn(record, "
+        "response) -> GradeOutcome or an accuracy in [0, 1]; used by both engines (paths are made absolute).")
     code_timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit of one code answer's whole test set.")
     code_memory_mb: int = Field(512, gt=0, description="Memory limit of one code answer's sandbox.")
     code_isolation: Literal["auto", "bwrap", "none"] = Field(
@@ -340,6 +343,10 @@ class RunConfig(_Section):
         if self.rollout.backend == "vllm" and self.engine == "local" and self.train.zero_stage == 3:
             raise ValueError("rollout.backend: vllm with train.zero_stage 3: the colocated engine takes full weights "
                              "after each step; use zero_stage <= 2 or rollout.backend: hf")
+        for task, spec in list(self.reward.functions.items()):
+            path, sep, name = spec.rpartition(":")
+            if not sep or not path.endswith(".py") or not name:
+                raise ValueError(f"reward.functions.{task}: expected 'path/to/file.py:function', got {spec!r}")
         clip = self.reward.clip_range
         if clip is not None and clip[0] >= clip[1]:
             raise ValueError(f"reward.clip_range {list(clip)}: low must be below high")

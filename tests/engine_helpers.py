@@ -12,11 +12,11 @@ from riskpo_mm.rewards import GradeOutcome, register_task
 PARITY_TASK = "parity"
 
 
-def _parity(record, response: str) -> GradeOutcome:
+def parity_grade(record, response: str) -> GradeOutcome:
     return GradeOutcome(accuracy=float(len(response) % 2), format_ok=True, reason="parity")
 
 
-register_task(PARITY_TASK, _parity)
+register_task(PARITY_TASK, parity_grade)
 
 
 def write_records(path: Path, n: int, with_images: bool, image_dir: Path | None = None) -> Path:

@@ -114,3 +114,34 @@ def test_reward_shaping_reaches_the_ray_controller_through_riskpo_flags():
     for attr in ("clip_range", "overlong_buffer", "overlong_factor", "max_new_tokens"):
         assert getattr(ray_step, attr) == getattr(local_step, attr)
     assert ray_step.riskpo == local_step.riskpo and ray_step.name == local_step.name
+
+
+def test_reward_functions_grade_a_users_task_on_both_engines(tmp_path):
+    import subprocess
+    import sys
+
+    grader = tmp_path / "my_reward.py"
+    grader.write_text("def grade(record, response):\n    return 1.0 if 'yes' in response else 0.0\n")
+    cfg = _cfg(reward={"functions": {"yes_task": f"{grader}:grade"}})
+    label = _ray_label(cfg, {"id": "y", "task": "yes_task", "prompt": "p", "answer": ""})
+    # Ray: a fresh reward-worker process knows the task only from the label
+    code = ("import json, sys; from riskpo_mm.rewards.openrlhf_reward import reward_func; "
+            "out = reward_func(['yes', 'no'], ['', ''], [sys.argv[1]] * 2); print(json.dumps(out['rewards'].tolist()))")
+    done = subprocess.run([sys.executable, "-c", code, label], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [1.0, 0.0]
+    # local: riskpo-mm train registers the same mapping before loading data
+    from riskpo_mm.rewards import score
+    from riskpo_mm.rewards.user_functions import register_functions
+
+    register_functions(cfg.reward.functions)
+    assert score({"task": "yes_task", "answer": ""}, "yes").accuracy == 1.0
+
+
+def test_a_bad_reward_function_entry_names_the_task():
+    with pytest.raises(ConfigError, match="reward.functions.t: expected 'path/to/file.py:function'"):
+        _cfg(reward={"functions": {"t": "nofile"}})
+    from riskpo_mm.rewards.user_functions import UserFunctionError, load_function
+
+    with pytest.raises(UserFunctionError, match="reward.functions.t: file not found"):
+        load_function("t", "/nonexistent/x.py:f")

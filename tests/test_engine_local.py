@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,7 +126,8 @@ def test_resume_continues_tracker_data_order_and_step_exactly(root):
 
 def test_killed_run_keeps_its_last_checkpoint_and_resumes(root, tmp_path):
     cfg_path = tmp_path / "run.yaml"
-    cfg = run_config(root, "killed", steps=30)
+    helpers = Path(__file__).with_name("engine_helpers.py")  # the parity grader, for the child process
+    cfg = run_config(root, "killed", steps=30, reward={"functions": {"parity": f"{helpers}:parity_grade"}})
     cfg_path.write_text(cfg.to_yaml())
     env = {**os.environ, "TORCHDYNAMO_DISABLE": "1", "MASTER_PORT": "29733"}
     proc = subprocess.Popen([sys.executable, "-m", "riskpo_mm.cli", "train", "--config", str(cfg_path)],

@@ -13,6 +13,17 @@ class RayDataError(ValueError):
     """The data cannot make the run the config asks for."""
 
 
+def user_functions(cfg: RunConfig) -> dict[str, str]:
+    """``reward.functions`` with absolute file paths (Ray workers do not share the caller's directory)."""
+    import os
+
+    out = {}
+    for task, spec in cfg.reward.functions.items():
+        path, _, name = spec.rpartition(":")
+        out[task] = f"{os.path.abspath(path)}:{name}"
+    return out
+
+
 def reward_spec(cfg: RunConfig) -> dict[str, Any]:
     """The run's reward settings as every label carries them to the Ray reward function
     (`riskpo_mm.rewards.openrlhf_reward`): weights, binary form, task scales, code sandbox limits."""
@@ -20,6 +31,7 @@ def reward_spec(cfg: RunConfig) -> dict[str, Any]:
     return {"binary_form": r.binary_form,
             "tasks": {task: w.model_dump() for task, w in r.weights.items()},
             "task_weights": dict(r.task_weights),
+            "functions": user_functions(cfg),
             "code": {"timeout_s": r.code_timeout_s, "memory_mb": r.code_memory_mb, "isolation": r.code_isolation,
                      "workers": r.workers}}
 

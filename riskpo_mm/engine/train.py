@@ -223,6 +223,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.resume and args.overwrite:
         _err("--resume continues the run in the folder, --overwrite moves it aside: give one of them")
         return 2
+    if cfg.reward.functions:  # user graders: their tasks are known to the loaders and the reward router
+        from riskpo_mm.rewards.user_functions import UserFunctionError, register_functions
+
+        try:
+            register_functions(cfg.reward.functions)
+        except UserFunctionError as err:
+            _err(str(err))
+            return 2
     if args.print_command:
         if cfg.engine != "ray":
             _err("--print-command needs engine: ray")

@@ -117,6 +117,10 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> di
         records = [dict(label_to_record(lab)) for lab in labels]
         specs = [rec.pop("reward", None) for rec in records]
         spec = next((s for s in specs if s), None)
+        if spec and spec.get("functions"):
+            from riskpo_mm.rewards.user_functions import register_functions
+
+            register_functions(spec["functions"])  # imported once per process
         weights, scale = _weights(spec)
         limits = _code_limits(spec)
         workers = int(((spec or {}).get("code") or {}).get("workers", 4))
