@@ -279,9 +279,21 @@ def generate_samples_hf(
     """n samples per record with HF generate, `batch_size` prompts per call, through the training
     rollouts' own path (`engine.rollout.generate_rollouts`: same prompt encoding, same sampler with
     vision tokens suppressed). Batch b is seeded with seed + b."""
-    from tqdm.auto import tqdm
-
     from riskpo_mm.engine.rollout import generate_rollouts
+
+    def sample(chunk: list, batch_seed: int):
+        return generate_rollouts(model, processor, chunk, family=family, image_config=image_config, n=n,
+                                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                 system_prompt=system_prompt, seed=batch_seed)
+
+    return _samples_in_batches(sample, records, n=n, batch_size=batch_size, seed=seed, progress=progress)
+
+
+def _samples_in_batches(sample, records: Sequence, *, n: int, batch_size: int, seed: int,
+                        progress: bool) -> list[list[Sample]]:
+    """`sample(chunk, seed) -> RolloutBatch` over `batch_size` records at a time (batch b seeded with
+    seed + b) as n `Sample`s per record: the one sampling loop of both engines' evaluation."""
+    from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -289,9 +301,7 @@ def generate_samples_hf(
     starts = range(0, len(records), batch_size)
     for b, start in enumerate(tqdm(starts, desc="eval", disable=not progress, dynamic_ncols=True)):
         chunk = list(records[start : start + batch_size])
-        roll = generate_rollouts(model, processor, chunk, family=family, image_config=image_config, n=n,
-                                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                 system_prompt=system_prompt, seed=seed + b)
+        roll = sample(chunk, seed + b)
         flat = [Sample(text=t, length=len(ids), truncated=trunc, logprob_sum=float(lp.sum()))
                 for t, ids, trunc, lp in zip(roll.responses, roll.response_ids, roll.truncated, roll.rollout_logprobs)]
         out += [flat[p * n : (p + 1) * n] for p in range(len(chunk))]
@@ -357,21 +367,12 @@ def generate_samples_vllm(
     and sampler: the training rollouts' semantics). `batch_size` prompts per call (None: all in one,
     vLLM schedules them); batch b is seeded with seed + b, as `generate_samples_hf`. The log-probs are
     the sampled distribution's, so `entropy` is reported as on the HF engine."""
-    from tqdm.auto import tqdm
+    def sample(chunk: list, batch_seed: int):
+        return rollout.generate(chunk, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                system_prompt=system_prompt, seed=batch_seed)
 
-    size = batch_size or max(len(records), 1)
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out: list[list[Sample]] = []
-    starts = range(0, len(records), size)
-    for b, start in enumerate(tqdm(starts, desc="eval", disable=not progress, dynamic_ncols=True)):
-        chunk = list(records[start : start + size])
-        roll = rollout.generate(chunk, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                system_prompt=system_prompt, seed=seed + b)
-        flat = [Sample(text=t, length=len(ids), truncated=trunc, logprob_sum=float(lp.sum()))
-                for t, ids, trunc, lp in zip(roll.responses, roll.response_ids, roll.truncated, roll.rollout_logprobs)]
-        out += [flat[p * n : (p + 1) * n] for p in range(len(chunk))]
-    return out
+    size = batch_size if batch_size is not None else max(len(records), 1)
+    return _samples_in_batches(sample, records, n=n, batch_size=size, seed=seed, progress=progress)
 
 
 def evaluate_with_vllm(
