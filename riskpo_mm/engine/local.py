@@ -143,13 +143,9 @@ class LocalTrainer:
         if cfg.rollout.backend == "vllm":
             from riskpo_mm.engine.vllm_rollout import VLLMRollout
 
-            longest = max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0)
-            self.vllm = VLLMRollout(
-                self.model_path, dtype=cfg.rollout.vllm_dtype or cfg.model.dtype,
-                max_model_len=cfg.data.max_prompt_len + longest,
-                seed=cfg.seed + 1_000_003 * self.rank, image_config=self.image_config, family=cfg.model.family,
-                processor=self.processor, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
-                gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+            self.vllm = VLLMRollout.from_config(
+                cfg, self.model_path, seed=cfg.seed + 1_000_003 * self.rank, image_config=self.image_config,
+                processor=self.processor,
                 # under the deepspeed launcher every rank runs its own engine on the launcher's process group
                 **({"distributed_executor_backend": "external_launcher"} if self.world > 1 else {}),
             )
@@ -318,17 +314,14 @@ class LocalTrainer:
 
     def evaluate(self, records: Optional[list[Record]] = None):
         """pass@k / avg@k / maj@n of the current policy on the main rank (None on the others)."""
-        from riskpo_mm.engine.rollout import reward_weights
+        from riskpo_mm.engine.rollout import eval_settings
         from riskpo_mm.eval.harness import evaluate, evaluate_with_vllm
 
         cfg = self.cfg.eval
         records = list(records if records is not None else self.test_records)[: cfg.max_problems]
         result = None
         if self.is_main and records:
-            common = dict(n=cfg.n, ks=cfg.k, temperature=cfg.temperature,
-                          max_new_tokens=cfg.max_new_tokens or self.cfg.rollout.max_new_tokens,
-                          batch_size=self.cfg.rollout.prompts_per_step, seed=self.cfg.seed,
-                          reward_weights=reward_weights(self.cfg.reward), system_prompt=self.cfg.data.system_prompt)
+            common = eval_settings(self.cfg)
             if self.vllm is not None:  # the colocated engine holds the current weights
                 result = evaluate_with_vllm(self.vllm, records, **common)
             else:

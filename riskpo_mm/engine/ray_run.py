@@ -165,29 +165,23 @@ def evaluate_folder(cfg: RunConfig, model_path: str, records: list) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
     from riskpo_mm.data import ImageConfig
-    from riskpo_mm.engine.rollout import model_family, reward_weights
+    from riskpo_mm.engine.rollout import eval_settings, model_family
     from riskpo_mm.eval.harness import evaluate
 
-    ev = cfg.eval
-    image_config = ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
-    common = dict(n=ev.n, ks=ev.k, temperature=ev.temperature,
-                  max_new_tokens=ev.max_new_tokens or cfg.rollout.max_new_tokens, batch_size=cfg.rollout.prompts_per_step,
-                  seed=cfg.seed, reward_weights=reward_weights(cfg.reward), system_prompt=cfg.data.system_prompt)
-    records = list(records)[: ev.max_problems]
+    common = eval_settings(cfg)
+    records = list(records)[: cfg.eval.max_problems]
     if cfg.rollout.backend == "vllm":  # the local engine's evaluation sampler
         from riskpo_mm.engine.vllm_rollout import VLLMRollout
         from riskpo_mm.eval.harness import evaluate_with_vllm
 
-        with VLLMRollout(model_path, dtype=cfg.rollout.vllm_dtype or cfg.model.dtype, max_model_len=cfg.data.max_prompt_len
-                         + (ev.max_new_tokens or cfg.rollout.max_new_tokens), seed=cfg.seed, image_config=image_config,
-                         family=cfg.model.family, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
-                         gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization) as engine:
+        with VLLMRollout.from_config(cfg, model_path) as engine:
             return evaluate_with_vllm(engine, records, **common)
     config = AutoConfig.from_pretrained(model_path)
     auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.model.dtype]
     model = auto.from_pretrained(model_path, dtype=dtype).eval()
     processor = AutoProcessor.from_pretrained(model_path)
+    image_config = ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
     return evaluate(model, processor, records, family=model_family(config, cfg.model.family),
                     image_config=image_config, **common)
 

@@ -153,6 +153,15 @@ def reward_weights(reward_cfg: RewardConfig):
     })
 
 
+def eval_settings(cfg) -> dict:
+    """The harness keywords of a run's evaluation (`eval.*`, the rollout batch, reward weights, system
+    prompt): the same for the local engine's and the Ray driver's evaluations."""
+    ev = cfg.eval
+    return dict(n=ev.n, ks=ev.k, temperature=ev.temperature, max_new_tokens=ev.max_new_tokens or cfg.rollout.max_new_tokens,
+                batch_size=cfg.rollout.prompts_per_step, seed=cfg.seed, reward_weights=reward_weights(cfg.reward),
+                system_prompt=cfg.data.system_prompt)
+
+
 def code_limits(reward_cfg: RewardConfig):
     """The sandbox limits of the config's code settings (the Ray reward function builds the same)."""
     from riskpo_mm.rewards.sandbox import SandboxLimits

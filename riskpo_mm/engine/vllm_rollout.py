@@ -184,6 +184,19 @@ class VLLMRollout:
         self.llm = LLM(**kwargs)
         self.start_s = time.perf_counter() - t0
 
+    @classmethod
+    def from_config(cls, cfg: Any, model_path: str, **kwargs: Any) -> "VLLMRollout":
+        """The engine a run config asks for (`rollout.vllm_*`, `model.*`, pixel limits, room for the longest
+        of rollout and evaluation responses); `kwargs` override (seed, processor, engine arguments)."""
+        longest = max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0)
+        settings: dict[str, Any] = dict(
+            dtype=cfg.rollout.vllm_dtype or cfg.model.dtype, max_model_len=cfg.data.max_prompt_len + longest,
+            seed=cfg.seed, image_config=ImageConfig(min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels),
+            family=cfg.model.family, kv_cache_gib=cfg.rollout.vllm_kv_cache_gib,
+            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+        )
+        return cls(model_path, **{**settings, **kwargs})
+
     # ── sampling ──
 
     def _sampling_params(self, *, temperature: float, top_p: float, max_new_tokens: int, seed: Optional[int]):
