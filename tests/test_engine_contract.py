@@ -38,7 +38,7 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 
 @needs_bwrap
 def test_code_timeout_is_the_configs_on_both_engines():
-    from riskpo_mm.engine.rollout import RolloutBatch
+    from riskpo_mm.generation.batch import RolloutBatch
 
     cfg = _cfg(reward={"code_timeout_s": 1.0})
     t0 = time.monotonic()

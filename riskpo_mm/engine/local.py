@@ -34,7 +34,8 @@ from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
 from riskpo_mm.engine.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from riskpo_mm.engine.flags import openrlhf_args
 from riskpo_mm.engine.metrics_log import MetricsLogger
-from riskpo_mm.engine.rollout import RolloutBatch, generate_rollouts, model_family, tokenizer_of
+from riskpo_mm.generation.batch import RolloutBatch, model_family, tokenizer_of
+from riskpo_mm.generation.hf import generate_rollouts
 
 
 class StepTimer:
@@ -141,7 +142,7 @@ class LocalTrainer:
         self.step_fn = advantage_step(cfg)
         self.vllm = None
         if cfg.rollout.backend == "vllm":
-            from riskpo_mm.engine.vllm_rollout import VLLMRollout
+            from riskpo_mm.generation.vllm import VLLMRollout
 
             self.vllm = VLLMRollout.from_config(
                 cfg, self.model_path, seed=cfg.seed + 1_000_003 * self.rank, image_config=self.image_config,
@@ -314,8 +315,8 @@ class LocalTrainer:
 
     def evaluate(self, records: Optional[list[Record]] = None):
         """pass@k / avg@k / maj@n of the current policy on the main rank (None on the others)."""
-        from riskpo_mm.engine.rollout import eval_settings
         from riskpo_mm.eval.harness import evaluate, evaluate_with_vllm
+        from riskpo_mm.generation.settings import eval_settings
 
         cfg = self.cfg.eval
         records = list(records if records is not None else self.test_records)[: cfg.max_problems]

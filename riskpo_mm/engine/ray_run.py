@@ -165,14 +165,15 @@ def evaluate_folder(cfg: RunConfig, model_path: str, records: list) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
     from riskpo_mm.data import ImageConfig
-    from riskpo_mm.engine.rollout import eval_settings, model_family
     from riskpo_mm.eval.harness import evaluate
+    from riskpo_mm.generation.batch import model_family
+    from riskpo_mm.generation.settings import eval_settings
 
     common = eval_settings(cfg)
     records = list(records)[: cfg.eval.max_problems]
     if cfg.rollout.backend == "vllm":  # the local engine's evaluation sampler
-        from riskpo_mm.engine.vllm_rollout import VLLMRollout
         from riskpo_mm.eval.harness import evaluate_with_vllm
+        from riskpo_mm.generation.vllm import VLLMRollout
 
         with VLLMRollout.from_config(cfg, model_path) as engine:
             return evaluate_with_vllm(engine, records, **common)

@@ -26,7 +26,7 @@ from riskpo_mm.algo import masked_mean
 from riskpo_mm.config import RunConfig
 from riskpo_mm.data import ImageConfig, Record, encode_prompts
 from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
-from riskpo_mm.engine.rollout import model_family, tokenizer_of
+from riskpo_mm.generation.batch import model_family, tokenizer_of
 
 DONE = "sft_done.json"
 

@@ -175,7 +175,7 @@ def _image_config(args):
 
 
 def _family(model_config, configured: Optional[str]) -> str:
-    from riskpo_mm.engine.rollout import model_family
+    from riskpo_mm.generation.batch import model_family
 
     return model_family(model_config, configured)
 
@@ -201,7 +201,7 @@ def run_hf(args, records: list) -> EvalResult:
 
 
 def run_vllm(args, records: list) -> EvalResult:
-    """vLLM engine: `engine.vllm_rollout.VLLMRollout`, the local trainer's rollout backend: the same chat
+    """vLLM engine: `generation.vllm.VLLMRollout`, the local trainer's rollout backend: the same chat
     prompts, resized images, sampler (vision tokens suppressed, stop at EOS) and sampled-distribution
     log-probs (so results carry the entropy) as the HF path."""
     try:
@@ -212,8 +212,8 @@ def run_vllm(args, records: list) -> EvalResult:
     import torch
     from transformers import AutoConfig
 
-    from riskpo_mm.engine.vllm_rollout import VLLMRollout
     from riskpo_mm.eval.harness import evaluate_with_vllm
+    from riskpo_mm.generation.vllm import VLLMRollout
 
     t0 = time.perf_counter()
     config = AutoConfig.from_pretrained(args.model)

@@ -2,7 +2,7 @@
 
 `evaluate` runs on an in-memory HF model (the local trainer calls it before, during and after RL)
 with the same prompt encoding and sampling as the training rollouts; `evaluate_with_vllm` does the
-same on a colocated vLLM engine (`engine.vllm_rollout.VLLMRollout`). `evaluate_samples` does the
+same on a colocated vLLM engine (`generation.vllm.VLLMRollout`). `evaluate_samples` does the
 grading and aggregation for responses from any engine (HF or vLLM), so both report identically.
 
 Metrics of a group of problems (all problems, each task, each data source, each difficulty level):
@@ -277,9 +277,9 @@ def generate_samples_hf(
     progress: bool = False,
 ) -> list[list[Sample]]:
     """n samples per record with HF generate, `batch_size` prompts per call, through the training
-    rollouts' own path (`engine.rollout.generate_rollouts`: same prompt encoding, same sampler with
+    rollouts' own path (`generation.hf.generate_rollouts`: same prompt encoding, same sampler with
     vision tokens suppressed). Batch b is seeded with seed + b."""
-    from riskpo_mm.engine.rollout import generate_rollouts
+    from riskpo_mm.generation.hf import generate_rollouts
 
     def sample(chunk: list, batch_seed: int):
         return generate_rollouts(model, processor, chunk, family=family, image_config=image_config, n=n,
@@ -363,7 +363,7 @@ def generate_samples_vllm(
     system_prompt: Optional[str] = None,
     progress: bool = False,
 ) -> list[list[Sample]]:
-    """n samples per record from a `engine.vllm_rollout.VLLMRollout` (its prompt encoding, pixel limits
+    """n samples per record from a `generation.vllm.VLLMRollout` (its prompt encoding, pixel limits
     and sampler: the training rollouts' semantics). `batch_size` prompts per call (None: all in one,
     vLLM schedules them); batch b is seeded with seed + b, as `generate_samples_hf`. The log-probs are
     the sampled distribution's, so `entropy` is reported as on the HF engine."""

