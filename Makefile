@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 PIP    := $(BIN)/pip install -q -c $(LOCK)
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup setup-gpu sandbox-tools lock test demo demo-grpo demo-ray bench clean
+.PHONY: setup setup-gpu sandbox-tools lock test demo demo-grpo demo-ray notebooks bench clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,13 @@ demo-grpo: setup
 # The same demo on the Ray engine: local Ray cluster, vLLM rollouts, DeepSpeed on the CPU.
 demo-ray: setup
 	scripts/train_ray.sh configs/demo/geometry_tiny_cpu.yaml --set name=demo_geometry_riskpo_ray --overwrite
+
+# Execute notebooks/*.ipynb in place on the demo's runs (outputs and plots embedded, for a code host).
+# RUN=<run folder(s)> and DATA=<records file> point them elsewhere; OUT=<folder> writes the executed
+# copies there instead of in place.
+RUN ?= runs/demo_geometry_riskpo $(wildcard runs/demo_geometry_grpo)
+notebooks: setup
+	$(BIN)/python -m riskpo_mm.eval.notebooks --run $(RUN) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out-dir $(OUT))
 
 bench: setup
 	for b in advantage rewards data train_step; do $(BIN)/python -m riskpo_mm.bench.$$b || exit 1; done
