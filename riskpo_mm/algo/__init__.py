@@ -1,8 +1,9 @@
 """RiskPO estimators, token entropy and KL, pure torch (no OpenRLHF import).
 
-Method: docs/method.md sections 3-9. `build_estimator(name, config, seed)` gives "riskpo",
-"grpo", "dr_grpo" or "dapo", all with `advantages(rewards [P, n], groups=None, mask=None) -> [P, n]`,
-`metrics`, `state_dict()` and `load_state_dict()`.
+Method: docs/method.md sections 3-9. `build_estimator(name, options, seed)` gives "riskpo",
+"grpo", "dr_grpo", "dapo", a registered estimator or a "file.py:Class" one, all implementing the
+`Estimator` protocol: `advantages(rewards [P, n], groups=None, mask=None) -> [P, n]`, `metrics`,
+`keep`, `state_dict()` and `load_state_dict()` (riskpo_mm/algo/registry.py).
 """
 
 from riskpo_mm.algo.config import PRESET_ROLLOUT, RiskPOConfig
@@ -10,7 +11,7 @@ from riskpo_mm.algo.estimator import RiskPOEstimator
 from riskpo_mm.algo.group import DAPOEstimator, DrGRPOEstimator, GRPOEstimator, grpo_advantage
 from riskpo_mm.algo.loss import kl_penalty, masked_entropy, masked_mean
 from riskpo_mm.algo.quantiles import QuantileTracker, masked_quantile
-from riskpo_mm.algo.registry import ESTIMATORS, build_estimator
+from riskpo_mm.algo.registry import ESTIMATORS, Estimator, build_estimator, build_options, register_estimator, resolve_estimator
 from riskpo_mm.algo.step import AdvantageStep, StepResult
 
 __all__ = [
@@ -25,6 +26,10 @@ __all__ = [
     "grpo_advantage",
     "ESTIMATORS",
     "build_estimator",
+    "build_options",
+    "Estimator",
+    "register_estimator",
+    "resolve_estimator",
     "AdvantageStep",
     "StepResult",
     "masked_entropy",

@@ -2,10 +2,9 @@
 
 One call = one training step: bundle the prompts, pair responses into papers, take quantiles
 (tracked / per bundle / mix), compute paper advantages, hand them to responses, then advance the
-quantile trackers. Tensor ops only; the only Python loop is over the step's task labels.
-The common case (no mask, one task) skips every masking op, sorts the pooled paper scores once
-(tracker initialisation, tracker update and the logged risk measures all read that sort) and copies
-the metrics to the host in one transfer.
+quantile trackers. Tensor ops only; the only Python loop is over the step's task labels. Every
+step takes the same path (masks are always materialised); the pooled paper scores are sorted once
+per task, and the metrics reach the host in one transfer.
 """
 
 from __future__ import annotations
@@ -71,6 +70,8 @@ class RiskPOEstimator:
     """
 
     name = "riskpo"
+    Options = RiskPOConfig
+    keep: Optional[Tensor] = None  # every prompt trains
 
     def __init__(self, config: Optional[RiskPOConfig] = None, seed: int = 0) -> None:
         self.config = config if config is not None else RiskPOConfig()
@@ -95,165 +96,100 @@ class RiskPOEstimator:
     @torch.no_grad()
     def advantages(self, rewards: Tensor, groups: Optional[Sequence] = None, mask: Optional[Tensor] = None) -> Tensor:
         cfg = self.config
-        rewards, mask = _check_rewards(rewards, mask, "RiskPOEstimator")  # mask None: every response valid
+        rewards, mask = _check_rewards(rewards, mask, "RiskPOEstimator")
         num_prompts, n = rewards.shape
         device = rewards.device
+        all_valid = mask is None
+        mask = torch.ones_like(rewards, dtype=torch.bool) if mask is None else mask  # [P, n]
         if cfg.bundle_by == "task" and groups is not None:
             tid, names = task_ids(groups, num_prompts, device)
             bundles = make_bundles(tid, names, cfg.bundle_size)
         else:
             names, bundles = ["all"], order_bundles(num_prompts, cfg.bundle_size, device)
-        order = pair_order(mask, cfg.pairing, self.generator, (num_prompts, n), device)  # [P, n]
-        in_order = mask is None and cfg.pairing == "positional"  # paper j = response j
-        r_paired = rewards if in_order else rewards.gather(1, order)  # [P, n] column j = response in paper j
+        order = pair_order(None if all_valid else mask, cfg.pairing, self.generator, (num_prompts, n), device)  # [P, n]
+        r_paired = rewards.gather(1, order)  # [P, n]: column j = the response in paper j
         scores = to_bundle_grid(r_paired, bundles).sum(1)  # [nb, n] paper scores S
+        npapers = papers_per_bundle(mask, bundles)  # [nb]
+        valid = torch.arange(n, device=device) < npapers[:, None]  # [nb, n] papers that exist
+        full = ~bundles.partial & (npapers > 0)  # [nb] bundles that use and feed the trackers
 
-        # Papers per bundle; `valid` ([nb, n]) stays None when every paper counts. `full` selects the bundles
-        # that use and feed the trackers: a slice (no sync, no masking op) when they are known to be a prefix.
-        if mask is None:
-            npapers, valid = None, None
-            full = slice(0, bundles.num - bundles.num_partial) if bundles.contiguous else ~bundles.partial
-        else:
-            npapers = papers_per_bundle(mask, bundles)  # [nb]
-            valid = torch.arange(n, device=device) < npapers[:, None]
-            full = ~bundles.partial & (npapers > 0)
-
-        # Tracker initialisation from this step's pooled full-bundle scores, sorted once per task.
-        pooled: list[tuple[str, QuantileTracker, Tensor]] = []  # (task, tracker, sorted float64 scores)
+        # Each task's pooled full-bundle scores, sorted once: tracker initialisation, update and logging read them.
+        pooled: list[tuple[QuantileTracker, Tensor, Tensor]] = []  # (tracker, bundles of the task, sorted scores)
         for t, name in enumerate(names):
-            sel = full if len(names) == 1 else (bundles.task == t) & full
-            s_t = scores[sel] if valid is None else scores[sel][valid[sel]]
-            s_t = torch.sort(s_t.reshape(-1).to(torch.float64)).values  # [m]
+            sel = full & (bundles.task == t)  # [nb]
+            s_t = torch.sort(scores[sel][valid[sel]].to(torch.float64)).values  # [m]
             tracker = self.tracker(name)
             if not tracker.initialized and s_t.numel() > 0:
                 tracker.initialize_sorted(s_t)
-            pooled.append((name, tracker, s_t))
+            pooled.append((tracker, sel, s_t))
 
-        q = self._quantiles(scores, npapers, full, bundles, pooled)  # [nb or 1, La]
+        q = self._quantiles(scores, npapers, pooled)  # [nb, La]
         adv_paper = paper_advantage(scores, valid, q, cfg)  # [nb, n]
-        factor = credit_factor(cfg, rewards, mask, r_paired, bundles)  # [P, n], [P, 1] or None
-        adv = self._to_responses(adv_paper, factor, order, in_order, bundles, npapers)
-
-        tracked_before = [(name, tr.estimates) for name, tr, _ in pooled if tr.initialized]
-        for _, tracker, s_t in pooled:
-            tracker.update_sorted(s_t)
-        self.last_order, self.last_bundles = order, bundles
-        if len(pooled) == 1:
-            all_pooled = pooled[0][2]  # [m] sorted float64 scores of every full bundle
-        else:
-            all_pooled = torch.sort(torch.cat([s for _, _, s in pooled] or [scores.new_zeros(0, dtype=torch.float64)])).values
-        self._log(adv, mask, all_pooled, bundles, npapers, q[:, :2], tracked_before)
-        return adv
-
-    def _quantiles(self, scores: Tensor, npapers: Optional[Tensor], full: Tensor | slice, bundles: Bundles, pooled: list) -> Tensor:
-        """Quantile values a, b (and the grid for tracked_mean) per bundle: [nb, La], or [1, La] shared by all."""
-        cfg, la = self.config, len(self.adv_levels)
-        if cfg.quantile_source == "tracked" and isinstance(full, slice) and pooled[0][1].initialized:
-            est = pooled[0][1].estimates[:la].to(device=scores.device, dtype=scores.dtype)  # [La]
-            if full.stop == scores.shape[0]:
-                return est[None]  # every bundle is scored against the tracker
-            rest = self._bundle_quantiles(scores[full.stop :], None)  # the trailing partial bundle: its own
-            return torch.cat([est.expand(full.stop, la), rest])
-        q_bundle = self._bundle_quantiles(scores, npapers)  # [nb, La]
-        if cfg.quantile_source == "bundle":
-            return q_bundle
-        q_tracked = q_bundle.clone()
-        for t, (_, tracker, _) in enumerate(pooled):
-            if tracker.initialized:
-                sel = full if len(pooled) == 1 else (bundles.task == t) & full
-                q_tracked[sel] = tracker.estimates[:la].to(device=scores.device, dtype=scores.dtype)
-        return q_tracked if cfg.quantile_source == "tracked" else 0.5 * (q_tracked + q_bundle)
-
-    def _bundle_quantiles(self, scores: Tensor, npapers: Optional[Tensor]) -> Tensor:
-        """Each bundle's own empirical quantiles of its paper scores at `adv_levels`: [nb, n] -> [nb, La]."""
-        if npapers is not None:
-            levels = torch.tensor(self.adv_levels, dtype=torch.float64, device=scores.device)
-            return masked_quantile(scores, npapers, levels)
-        if scores.shape[1] == 0:
-            return scores.new_zeros(scores.shape[0], len(self.adv_levels))
-        return sorted_quantile(torch.sort(scores, dim=1).values, self.adv_levels)
-
-    @staticmethod
-    def _to_responses(
-        adv_paper: Tensor, factor: Optional[Tensor], order: Tensor, in_order: bool, bundles: Bundles, npapers: Optional[Tensor]
-    ) -> Tensor:
-        """Paper advantages `[nb, n]` -> response advantages `[P, n]` in response order (unpaired: 0)."""
-        nb, n = adv_paper.shape
-        if bundles.dense and factor is None and npapers is None and not in_order:
-            # uniform credit, every response paired: scatter each paper's A straight to its B responses
-            out = torch.empty(bundles.num * bundles.bundle_size, n, dtype=adv_paper.dtype, device=adv_paper.device)
-            grid = adv_paper[:, None, :].expand(nb, bundles.bundle_size, n)
-            return out.view_as(grid).scatter_(2, order.view_as(grid), grid).view_as(out)
+        factor = credit_factor(cfg, rewards, None if all_valid else mask, r_paired, bundles)  # [P, n], [P, 1] or None
         adv = adv_paper.index_select(0, bundles.bundle)  # [P, n] in paper order
         if factor is not None:
             adv = adv * factor
-        if npapers is not None:
-            paired = torch.arange(n, device=adv.device) < npapers[bundles.bundle][:, None]  # [P, n]
-            adv = torch.where(paired, adv, 0.0)
-        return adv if in_order else torch.empty_like(adv).scatter_(1, order, adv)  # order: a permutation per row
+        adv = torch.where(valid.index_select(0, bundles.bundle), adv, 0.0)  # unpaired responses: 0
+        adv = torch.empty_like(adv).scatter_(1, order, adv)  # back to response order
 
-    def _log(
-        self,
-        adv: Tensor,
-        mask: Optional[Tensor],
-        pooled: Tensor,
-        bundles: Bundles,
-        npapers: Optional[Tensor],
-        ab: Tensor,
-        tracked_before: list[tuple[str, Tensor]],
-    ) -> None:
-        """Fill `metrics`: device statistics go into one float64 vector, copied to the host once."""
+        tracked_before = {name: tr.estimates for name, (tr, _, _) in zip(names, pooled) if tr.initialized}
+        for tracker, _, s_t in pooled:
+            tracker.update_sorted(s_t)
+        self.last_order, self.last_bundles = order, bundles
+        all_pooled = torch.sort(torch.cat([scores.new_zeros(0, dtype=torch.float64), *(s for _, _, s in pooled)])).values  # [m]
+        self._log(adv, mask, all_pooled, bundles, npapers, q[:, :2], tracked_before)
+        return adv
+
+    def _quantiles(self, scores: Tensor, npapers: Tensor, pooled: list) -> Tensor:
+        """Quantile values a, b (and the grid for tracked_mean) per bundle: [nb, La].
+
+        bundle: each bundle's own; tracked: the task's tracker for full bundles (a partial bundle, or a
+        task whose tracker is not initialised, uses its own); mix: the mean of the two.
+        """
+        cfg, la = self.config, len(self.adv_levels)
+        levels = torch.tensor(self.adv_levels, dtype=torch.float64, device=scores.device)
+        q_bundle = masked_quantile(scores, npapers, levels).to(scores.dtype)  # [nb, La]
+        if cfg.quantile_source == "bundle":
+            return q_bundle
+        q_tracked = q_bundle.clone()
+        for tracker, sel, _ in pooled:
+            if tracker.initialized:
+                q_tracked[sel] = tracker.estimates[:la].to(device=scores.device, dtype=scores.dtype)
+        return q_tracked if cfg.quantile_source == "tracked" else 0.5 * (q_tracked + q_bundle)
+
+    def _log(self, adv: Tensor, mask: Tensor, pooled: Tensor, bundles: Bundles, npapers: Tensor, ab: Tensor,
+             tracked_before: dict[str, Tensor]) -> None:
+        """Fill `metrics` from named device scalars, copied to the host in one transfer."""
         cfg = self.config
-        n = adv.shape[1]
-        valid_adv = (adv if mask is None else adv[mask]).reshape(-1).to(torch.float64)
-        count, m = valid_adv.numel(), pooled.numel()
-        parts: list[Tensor] = []
-        if m:
-            parts.append(torch.mv(tail_weights(m, cfg.alpha, cfg.beta, pooled.dtype, pooled.device), pooled))  # [5]
-        if ab.shape[0]:
-            parts.append(ab[0] if ab.shape[0] == 1 else ab.to(torch.float64).sum(0))
-        if count:
-            total = valid_adv.sum()
-            dev = valid_adv - total / count
-            lo_hi = torch.aminmax(valid_adv)
-            parts.append(torch.stack([total, torch.dot(dev, dev), lo_hi.min, lo_hi.max, valid_adv.bool().sum()]))
-        if mask is not None:
-            parts.append(torch.stack([mask.sum(), npapers[bundles.bundle].sum(), npapers.sum()]))
-        parts += [est for _, est in tracked_before]
-        host = torch.cat([p.to(device=pooled.device, dtype=torch.float64) for p in parts]).tolist() if parts else []
-
-        values = iter(host)
-        metrics: dict[str, float] = {}
-        q_a, q_b, cvar, rvar, mean = [next(values) for _ in range(5)] if m else [0.0] * 5
-        metrics["batch/q_alpha"], metrics["batch/q_beta"] = q_a, q_b
-        metrics["bundle_score/cvar"], metrics["bundle_score/rvar"] = cvar, rvar
-        metrics["bundle_score/mvar"] = (cfg.w_mix * cvar + rvar) / (cfg.w_mix + 1.0) if m else 0.0
-        metrics["bundle_score/mean"] = mean
-        metrics["used/a_mean"], metrics["used/b_mean"] = [next(values) / ab.shape[0] for _ in range(2)] if ab.shape[0] else [0.0, 0.0]
-        if count:
-            total, sq_dev, lo, hi, nonzero = (next(values) for _ in range(5))
-            metrics["adv/mean"] = total / count
-            metrics["adv/std"] = math.sqrt(sq_dev / (count - 1)) if count > 1 else 0.0
-            metrics["adv/min"], metrics["adv/max"] = lo, hi
-            metrics["zero_adv_frac"] = (count - nonzero) / count
-        else:
-            metrics.update({"adv/mean": 0.0, "adv/std": 0.0, "adv/min": 0.0, "adv/max": 0.0, "zero_adv_frac": 0.0})
-        if mask is None:
-            metrics["unpaired_responses"], papers = 0.0, float(bundles.num * n)
-        else:
-            num_valid, num_paired, papers = (next(values) for _ in range(3))
-            metrics["unpaired_responses"] = num_valid - num_paired
-        metrics["partial_bundles"] = float(bundles.num_partial)
-        metrics["papers"] = papers
-        metrics["bundles"] = float(bundles.num)
-        for key, _ in tracked_before:
-            if key not in self._tracked_keys:
-                prefix = "tracked/" if key == "all" else f"tracked/{key}/"
-                self._tracked_keys[key] = (prefix, [prefix + "q_alpha", prefix + "q_beta", *(f"{prefix}q@{u:g}" for u in cfg.track_grid)])
-            prefix, names = self._tracked_keys[key]
-            metrics.update(zip(names, (next(values) for _ in names)))
-            metrics[prefix + "lr_q"] = self.trackers[key].lr_at(self.trackers[key].count - 1)
-        self.metrics = metrics
+        valid_adv = adv[mask].to(torch.float64)  # [count]
+        zero = valid_adv.new_zeros(())
+        risk = (torch.mv(tail_weights(pooled.numel(), cfg.alpha, cfg.beta, pooled.dtype, pooled.device), pooled)
+                if pooled.numel() else pooled.new_zeros(5))  # [VaR_a, VaR_b, CVaR, RVaR, mean]
+        count = valid_adv.numel()
+        values: dict[str, Tensor] = {
+            "batch/q_alpha": risk[0], "batch/q_beta": risk[1],
+            "bundle_score/cvar": risk[2], "bundle_score/rvar": risk[3],
+            "bundle_score/mvar": (cfg.w_mix * risk[2] + risk[3]) / (cfg.w_mix + 1.0) if pooled.numel() else zero,
+            "bundle_score/mean": risk[4],
+            "used/a_mean": ab[:, 0].mean() if ab.shape[0] else zero, "used/b_mean": ab[:, 1].mean() if ab.shape[0] else zero,
+            "adv/mean": valid_adv.mean() if count else zero,
+            "adv/std": valid_adv.std() if count > 1 else zero,
+            "adv/min": valid_adv.min() if count else zero, "adv/max": valid_adv.max() if count else zero,
+            "zero_adv_frac": (valid_adv == 0).to(torch.float64).mean() if count else zero,
+            "unpaired_responses": mask.sum() - npapers[bundles.bundle].sum(),
+            "papers": npapers.sum(),
+        }
+        for key, est in tracked_before.items():
+            prefix = "tracked/" if key == "all" else f"tracked/{key}/"
+            names = [prefix + "q_alpha", prefix + "q_beta", *(f"{prefix}q@{u:g}" for u in cfg.track_grid)]
+            values.update(zip(names, est))
+        host = torch.stack([v.to(device=pooled.device, dtype=torch.float64) for v in values.values()]).tolist()
+        self.metrics = dict(zip(values, host))
+        self.metrics["partial_bundles"] = float(bundles.num_partial)
+        self.metrics["bundles"] = float(bundles.num)
+        for key in tracked_before:
+            prefix = "tracked/" if key == "all" else f"tracked/{key}/"
+            self.metrics[prefix + "lr_q"] = self.trackers[key].lr_at(self.trackers[key].count - 1)
 
     def state_dict(self) -> dict[str, Any]:
         """Tracker states and pairing RNG: everything needed to reproduce the next call exactly."""

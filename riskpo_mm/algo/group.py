@@ -12,7 +12,6 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from riskpo_mm.algo.config import RiskPOConfig
 from riskpo_mm.algo.estimator import check_inputs
 
 GRPO_EPS = 1e-6
@@ -42,10 +41,11 @@ def grpo_advantage(rewards: Tensor, mask: Tensor, normalize_std: bool = True) ->
 
 class _GroupEstimator:
     name = "group"
+    Options = None  # no options of their own
     normalize_std = True
+    keep: Optional[Tensor] = None  # every prompt trains (DAPO sets it per call)
 
-    def __init__(self, config: Optional[RiskPOConfig] = None, seed: int = 0) -> None:
-        self.config = config
+    def __init__(self, options: None = None, seed: int = 0) -> None:
         self.metrics: dict[str, float] = {}
 
     @torch.no_grad()
@@ -92,9 +92,6 @@ class DAPOEstimator(_GroupEstimator):
 
     name = "dapo"
 
-    def __init__(self, config: Optional[RiskPOConfig] = None, seed: int = 0) -> None:
-        super().__init__(config, seed)
-        self.keep: Optional[Tensor] = None
 
     @torch.no_grad()
     def advantages(self, rewards: Tensor, groups: Optional[Sequence] = None, mask: Optional[Tensor] = None) -> Tensor:

@@ -4,9 +4,10 @@
 over every prompt of the step (all ranks), in dataloader order:
 
 1. reward shaping: DAPO's soft overlong penalty (``overlong_buffer``) and a clip range, if set;
-2. the estimator by name (`riskpo_mm.algo.build_estimator`) on the shaped rewards ``[P, n]``;
-3. the keep mask: DAPO drops prompts whose rewards all tie (dynamic sampling); every other
-   estimator keeps every response;
+2. the estimator by name or file spec (`riskpo_mm.algo.build_estimator`) on the shaped rewards
+   ``[P, n]``;
+3. the keep mask: the estimator's ``keep`` (DAPO drops prompts whose rewards all tie: dynamic
+   sampling); None keeps every response;
 4. bundle-score risk measures (``bundle/...``) for every estimator, so runs compare on the same
    lower tail: a RiskPO estimator with the run's settings watches the rewards of non-RiskPO runs;
 5. metrics with one set of names: ``reward/<mean|task>``, ``accuracy/...``, ``format/...``,
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from riskpo_mm.algo.config import RiskPOConfig
-from riskpo_mm.algo.registry import build_estimator
+from riskpo_mm.algo.registry import build_estimator, is_file_spec, resolve_estimator
 
 
 @dataclass
@@ -56,6 +57,7 @@ class AdvantageStep:
         riskpo: Optional[RiskPOConfig] = None,
         seed: int = 0,
         *,
+        options: Any = None,
         clip_range: Optional[tuple[float, float]] = None,
         overlong_buffer: Optional[int] = None,
         overlong_factor: float = 1.0,
@@ -63,10 +65,15 @@ class AdvantageStep:
     ) -> None:
         if overlong_buffer is not None and max_new_tokens is None:
             raise ValueError("AdvantageStep: overlong_buffer needs max_new_tokens")
-        self.name = estimator
         self.riskpo = riskpo if riskpo is not None else RiskPOConfig()
-        self.estimator = build_estimator(estimator, self.riskpo, seed=seed)
-        self.monitor = self.estimator if estimator == "riskpo" else build_estimator("riskpo", self.riskpo, seed=seed)
+        cls = resolve_estimator(estimator)
+        self.name = getattr(cls, "name", cls.__name__) if is_file_spec(estimator) else estimator  # metric prefix
+        if getattr(cls, "Options", None) is RiskPOConfig:  # RiskPO and its variants read algorithm.riskpo
+            if options:
+                raise ValueError(f"algorithm.options: estimator {estimator!r} takes its options from algorithm.riskpo")
+            options = self.riskpo
+        self.estimator = build_estimator(estimator, options, seed=seed)
+        self.monitor = self.estimator if options is self.riskpo else build_estimator("riskpo", self.riskpo, seed=seed)
         self.clip_range = clip_range
         self.overlong_buffer, self.overlong_factor, self.max_new_tokens = overlong_buffer, overlong_factor, max_new_tokens
 
@@ -100,7 +107,7 @@ class AdvantageStep:
         adv = self.estimator.advantages(shaped, groups=list(tasks))  # [P, n]
         if self.monitor is not self.estimator:
             self.monitor.advantages(shaped, groups=list(tasks))
-        keep_prompt = getattr(self.estimator, "keep", None)  # DAPO: [P]
+        keep_prompt = self.estimator.keep  # [P] or None
         keep = torch.ones_like(shaped, dtype=torch.bool)
         if keep_prompt is not None:
             keep &= keep_prompt.to(torch.bool)[:, None]

@@ -1,6 +1,6 @@
 """Data pipeline throughput: records/s from raw files to model-ready prompt tensors.
 
-    python -m riskpo_mm.bench.data [--n 192] [--size 768] [--batch 16] [--workers 2]
+    python -m riskpo_mm.bench.data [--n 192] [--size 768] [--batch 16] [--workers 2] [--json PATH]
 
 Renders `n` synthetic geometry records at `size` px (larger than the default
 max_pixels, so every image is resized down to it), then times load_records +
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--family", default="qwen2_5_vl")
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = ImageConfig()  # defaults: min 3136, max 401408 px
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mode':<26}{'records/s':>12}{'vs single':>11}")
     for name, secs in rows:
         print(f"{name:<26}{n / secs:>12.1f}{base / secs:>10.2f}x")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"bench": "data", "rows": [{"mode": name, "records_per_s": n / secs, "vs_single": base / secs}
+                                                  for name, secs in rows]}, f, indent=2)
     return 0
 
 

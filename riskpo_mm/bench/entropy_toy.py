@@ -1,6 +1,6 @@
 """Entropy toy: tabular softmax policy trained with GRPO vs RiskPO (tracked / bundle quantiles, hard-math recipe).
 
-    python -m riskpo_mm.bench.entropy_toy [--steps 400] [--seeds 3]
+    python -m riskpo_mm.bench.entropy_toy [--steps 400] [--seeds 3] [--json PATH]
 
 Q questions with K candidate answers each, one correct; a fraction are hard (the correct answer starts
 unlikely). Each step samples P questions x n answers, rewards 1 for the correct one, computes
@@ -47,7 +47,7 @@ def train(method: str, seed: int, args: argparse.Namespace, report_at: list[int]
     name, cfg = METHODS[method]
     g = torch.Generator().manual_seed(seed)
     logits = make_problem(args.questions, args.answers, args.hard_frac, g)
-    est = build_estimator(name, cfg, seed=seed)
+    est = build_estimator(name, cfg if name == "riskpo" else None, seed=seed)
     sampler = torch.Generator().manual_seed(10_000 + seed)
     rows = []
     for step in range(args.steps + 1):
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--json", metavar="PATH", help="also write the curves as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     report_at = sorted({0, args.steps // 8, args.steps // 4, args.steps // 2, 3 * args.steps // 4, args.steps})
@@ -100,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             h, a, p = final[m]
             print(f"final {m} vs grpo: entropy {h / base[0]:.2f}x, accuracy {a - base[1]:+.3f}, pass@16 {p - base[2]:+.3f}")
     print(f"({time.perf_counter() - t0:.1f} s)")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"bench": "entropy_toy", "steps": report_at,
+                       "methods": {m: [dict(zip(("entropy", "accuracy", "pass@16"), row)) for row in results[m]]
+                                   for m in METHODS}}, f, indent=2)
     return 0
 
 

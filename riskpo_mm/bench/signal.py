@@ -1,6 +1,6 @@
 """Advantage signal: how much of each estimator's advantage follows the response's own outcome.
 
-    python -m riskpo_mm.bench.signal [--prompts 20] [--n 8] [--steps 200] [--seeds 3]
+    python -m riskpo_mm.bench.signal [--prompts 20] [--n 8] [--steps 200] [--seeds 3] [--json PATH]
 
 Rollouts are simulated from fixed per-question success probabilities p: half the questions are
 learnable (p ~ Beta(4, 1.5)), half sit at chance (p = 0.2, five options), like the CPU demo's two
@@ -22,6 +22,7 @@ Nothing is trained; this measures the estimators, not a model.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -44,7 +45,7 @@ METHODS: dict[str, tuple[str, RiskPOConfig | None]] = {
 def measure(kind: str, cfg: RiskPOConfig | None, args: argparse.Namespace, seed: int) -> tuple[float, float, float]:
     """Mean cos(A, c - p), mean share and median max|A|/rms over the post-warm-up steps."""
     g = torch.Generator().manual_seed(seed)
-    est = build_estimator(kind, cfg, seed=seed)
+    est = build_estimator(kind, cfg if kind == "riskpo" else None, seed=seed)
     cos, share, tail = [], [], []
     for step in range(args.warmup + args.steps):
         learnable = torch.rand(args.prompts, generator=g) < 0.5  # [P]
@@ -79,18 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     print(f"advantage signal: {args.prompts} questions x {args.n} samples, {args.steps} steps, mean of {args.seeds} seeds")
     print(f"{'estimator':42s} {'cos(A, c-p)':>11s} {'vs grpo^2':>9s} {'mean share':>10s} {'max|A|/rms':>10s}")
     base = None
+    rows = []
     for name, (kind, cfg) in METHODS.items():
         runs = [measure(kind, cfg, args, seed) for seed in range(args.seeds)]
         c, s, t = (sum(r[i] for r in runs) / len(runs) for i in range(3))
         base = c if base is None else base
         print(f"{name:42s} {c:>11.3f} {(c / base) ** 2:>9.2f} {s:>10.3f} {t:>10.1f}")
+        rows.append({"estimator": name, "cos": c, "vs_grpo_sq": (c / base) ** 2, "mean_share": s, "max_over_rms": t})
     print(f"(vs grpo^2: the squared cosine ratio, roughly the sample efficiency against GRPO; {time.perf_counter() - t0:.1f} s)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"bench": "signal", "settings": vars(args) | {"json": None}, "rows": rows}, f, indent=2)
     return 0
 
 

@@ -27,6 +27,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from riskpo_mm import tasks
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Fields that must be non-empty for a task, beyond the universal ones.
@@ -180,7 +182,8 @@ class Record:
         return rec
 
     def _check_task_requirements(self, where: str) -> None:
-        for name in TASK_REQUIREMENTS.get(self.task, ()):
+        spec = tasks.get(self.task)
+        for name in spec.requires if spec is not None else TASK_REQUIREMENTS.get(self.task, ()):
             if not getattr(self, name):
                 raise DataError(where, name, f"required for task {self.task!r} (non-empty)")
         if self.task == "mcq":

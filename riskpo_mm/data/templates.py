@@ -18,6 +18,8 @@ from typing import Any
 
 from PIL import Image
 
+from riskpo_mm import tasks
+
 from .images import load_image
 from .record import LETTERS, Record
 
@@ -41,8 +43,13 @@ def format_choices(choices: list[str]) -> str:
 
 
 def instruction_for(task: str, instructions: dict[str, str] | None = None) -> str:
-    table = INSTRUCTIONS if instructions is None else {**INSTRUCTIONS, **instructions}
-    return table.get(task, table["math"])
+    """The task's instruction: `instructions` (a config's), a registered TaskSpec's, the built-in one, else math's."""
+    if instructions and task in instructions:
+        return instructions[task]
+    spec = tasks.get(task)
+    if spec is not None and spec.instruction is not None:
+        return spec.instruction
+    return INSTRUCTIONS.get(task, (instructions or {}).get("math", INSTRUCTIONS["math"]))
 
 
 def prompt_text(record: Record, instructions: dict[str, str] | None = None) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from riskpo_mm import tasks
 from riskpo_mm.algo import masked_mean
 from riskpo_mm.config import RunConfig
 from riskpo_mm.data import ImageConfig, Record, encode_prompts
@@ -33,6 +34,9 @@ DONE = "sft_done.json"
 
 def gold_response(record: Record) -> str:
     """The response a perfect policy writes for `record`, in its task's template."""
+    spec = tasks.get(record.task)
+    if spec is not None and spec.gold_response is not None:
+        return spec.gold_response(record)
     rationale = str(record.meta.get("rationale") or record.meta.get("solution") or "").strip()
     if record.task == "code":
         return f"<think>\n{rationale}\n</think>\n```python\n{record.answer.strip()}\n```"

@@ -8,7 +8,11 @@ running code tasks concurrently in sandboxes.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
+
+from riskpo_mm import tasks
+from riskpo_mm.tasks import TaskSpec
 
 from .record_view import RecordView, as_record
 from .result import GoldAnswerError, GradeOutcome, RewardResult
@@ -32,9 +36,29 @@ def score_batch(records: Sequence[Any], responses: Sequence[str | None], weights
     return router.score_batch(records, responses, weights, workers, batch_timeout_s, code_limits)
 
 
-def register_task(name: str, grader: Grader, replace: bool = True) -> None:
-    """Register a grader ``(RecordView, response) -> GradeOutcome`` for task ``name``."""
-    router.register(name, grader, replace)
+def register_task(task: "str | TaskSpec", grader: Grader | None = None, replace: bool = True) -> None:
+    """Register a task type in this process: a `riskpo_mm.tasks.TaskSpec` (grader, prompt instruction,
+    required record fields, default weights, SFT target), or a name and its grader
+    ``(RecordView, response) -> GradeOutcome | float`` (the other parts take their defaults)."""
+    spec = task if isinstance(task, TaskSpec) else TaskSpec(task, grader)
+    router.register(spec.name, _as_outcome(spec.grader), replace)
+    tasks.add(spec)
+
+
+def _as_outcome(grader: Callable) -> Grader:
+    """A grader that may return a float accuracy in [0, 1], as one that returns a `GradeOutcome`."""
+    if getattr(grader, "runs_code", False):
+        return grader  # code graders keep their signature (deadline, limits)
+
+    @functools.wraps(grader)
+    def graded(record: Any, response: str) -> GradeOutcome:
+        out = grader(record, response)
+        if isinstance(out, GradeOutcome):
+            return out
+        value = float(out)
+        return GradeOutcome(value, True, f"{getattr(grader, '__name__', 'grader')}: {value:g}")
+
+    return graded
 
 
 def stats() -> dict[str, int]:
@@ -43,5 +67,5 @@ def stats() -> dict[str, int]:
 
 
 __all__ = ["GoldAnswerError", "GradeOutcome", "GradeTimeout", "Grader", "RecordView", "RewardResult", "RewardRouter",
-           "RewardWeights", "TaskWeights", "as_record", "register_task", "router", "score", "score_batch",
+           "RewardWeights", "TaskSpec", "TaskWeights", "as_record", "register_task", "router", "score", "score_batch",
            "stats"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from riskpo_mm import tasks
+
 BINARY_FORMS = ("01", "pm1")
 
 
@@ -45,7 +47,11 @@ class RewardWeights:
             raise ValueError(f"rewards.binary_form: expected one of {BINARY_FORMS}, got {self.binary_form!r}")
 
     def for_task(self, task: str) -> TaskWeights:
-        return self.tasks.get(task, self.default)
+        """Configured weights, else a registered TaskSpec's defaults, else `default`."""
+        if task in self.tasks:
+            return self.tasks[task]
+        spec = tasks.get(task)
+        return TaskWeights(*spec.weights) if spec is not None and spec.weights is not None else self.default
 
     def combine(self, task: str, accuracy: float, format_ok: bool) -> float:
         w = self.for_task(task)
