@@ -11,6 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("riskpo_mm.engine.train", "train with a YAML config (local or Ray engine)"),
+    "config": ("riskpo_mm.config", "print a config resolved, or document every key (--explain [KEY])"),
     "eval": ("riskpo_mm.eval.cli", "pass@k / avg@k evaluation of a model on record files"),
     "compare": ("riskpo_mm.eval.compare", "side-by-side table of runs or results files"),
     "convert": ("riskpo_mm.data.convert", "convert a public dataset layout to riskpo-mm JSONL"),

@@ -1,8 +1,10 @@
 """The one run configuration: a YAML file validated into typed models.
 
-Every field is documented where it is declared; unknown keys and bad values
-are errors that name the key and what is allowed. The same model drives both
-engines (`engine: local | ray`), the evaluation and the launch scripts.
+Every field is documented where it is declared (its `description`), and
+`riskpo-mm config --explain [KEY]` prints those descriptions (`explain`); unknown
+keys and bad values are errors that name the key and what is allowed. The same
+model drives both engines (`engine: local | ray`), the evaluation and the launch
+scripts.
 """
 
 from __future__ import annotations
@@ -44,54 +46,98 @@ class _Section(BaseModel):
 
 
 class TinyModelSpec(_Section):
-    """Build a random-weight tiny model offline at `model.path` when it is missing."""
+    """`model.tiny`: a random-weight tiny model built offline at `model.path` when that folder has no
+    config.json (tests and CPU demos); an existing folder is used as it is."""
 
-    family: Family = "qwen2_5_vl"
-    size: Literal["xs", "s", "m"] = "s"
-    tokenizer: Literal["compact", "qwen"] = "compact"
-    seed: int = 0
+    family: Family = Field("qwen2_5_vl", description="Architecture of the tiny model (qwen2: a text-only model).")
+    size: Literal["xs", "s", "m"] = Field(
+        "s", description="Model size: xs ~1M, s ~4.5M, m ~12M non-embedding parameters.")
+    tokenizer: Literal["compact", "qwen"] = Field(
+        "compact", description="compact = a 2k-token BPE vocabulary (small embeddings); qwen = the family's real "
+        "Qwen vocabulary.")
+    seed: int = Field(0, description="Seed of the random weights.")
 
 
 class ModelConfig(_Section):
-    path: str = Field(description="Model folder (or hub id on machines that can reach a hub).")
-    family: Optional[Family] = Field(None, description="Qwen family; inferred from the model config when None.")
-    tiny: Optional[TinyModelSpec] = Field(None, description="Create a tiny offline model at `path` if absent.")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    gradient_checkpointing: bool = False
+    """`model`: the policy model that is trained (both engines)."""
+
+    path: str = Field(description="Model folder (or hub id on machines that can reach a hub); built there from "
+                      "`tiny` when it is missing.")
+    family: Optional[Family] = Field(
+        None, description="Qwen family, which selects the chat template and image resizing of riskpo-mm's own "
+        "prompt encoding (local engine, SFT, evaluation); None: inferred from the model config's model_type.")
+    tiny: Optional[TinyModelSpec] = Field(
+        None, description="Build a tiny random-weight model at `path` when it has no config.json; None: the "
+        "folder (or hub id) must exist.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel of the trained model (--ds.attn_implementation; also SFT): sdpa = "
+        "PyTorch's fused attention, eager = plain matmuls, flash_attention_2 = the flash-attn package (GPU).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Training dtype (--ds.param_dtype; float32, riskpo-mm's addition to OpenRLHF, "
+        "is the CPU default), also of SFT, the Ray driver's evaluation and, unless rollout.vllm_dtype, vLLM.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, more compute (both engines).")
 
 
 class DataSource(_Section):
+    """One record file of `data.train` / `data.test`: a path string or `{path, weight}`."""
+
     path: str = Field(description="JSONL file, parquet file or HF dataset folder of records.")
-    weight: float = Field(1.0, gt=0, description="Relative sampling weight in a mixture.")
+    weight: float = Field(
+        1.0, gt=0, description="Relative sampling weight in the train mixture: each slot picks a source with "
+        "probability proportional to it (small sources are over-sampled); unused for data.test.")
 
 
 class SyntheticSpec(_Section):
-    """Render the synthetic geometry VQA set into `dir` when it is missing."""
+    """`data.synthetic`: render the synthetic geometry VQA set (`riskpo-mm make-geometry`) into `dir` when
+    its train.jsonl / test.jsonl are missing (existing files are used as they are); its splits fill
+    `data.train` / `data.test` where those are empty."""
 
-    dir: str
-    n: int = Field(2000, gt=0)
-    seed: int = 0
-    test_fraction: float = Field(0.1, gt=0, lt=1)
+    dir: str = Field(description="Output folder (train.jsonl, test.jsonl, images/).")
+    n: int = Field(2000, gt=0, description="Records in total, train + test.")
+    seed: int = Field(0, description="Generator seed: the same seed renders the same set.")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the records written to test.jsonl.")
     size: int = Field(112, ge=28, description="Image side in pixels.")
-    levels: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    levels: list[int] = Field(
+        default_factory=lambda: [1, 2, 3], description="Difficulty levels drawn from: 0 shape colour (the CPU "
+        "demo's warm-up), 1 shapes and counts, 2 angles, 3 multi-step geometry (areas, triangles, parallels).")
 
 
 class DataConfig(_Section):
-    train: list[DataSource] = Field(default_factory=list)
-    test: list[DataSource] = Field(default_factory=list, description="Held-out records for evaluation.")
-    synthetic: Optional[SyntheticSpec] = None
-    on_bad_record: Literal["error", "skip"] = "error"
-    min_pixels: int = Field(3136, gt=0)
-    max_pixels: int = Field(401408, gt=0)
+    """`data`: the records to train and evaluate on, and how prompts and images are prepared."""
+
+    train: list[DataSource] = Field(
+        default_factory=list, description="Training records: a path, or a list of paths / {path, weight} "
+        "sources mixed by weight; empty: data.synthetic's train split.")
+    test: list[DataSource] = Field(
+        default_factory=list, description="Held-out records for evaluation, each used once in order; empty: "
+        "data.synthetic's test split, or no evaluation.")
+    synthetic: Optional[SyntheticSpec] = Field(
+        None, description="Generate the synthetic geometry VQA set and use its splits where data.train / "
+        "data.test are empty; None: off.")
+    on_bad_record: Literal["error", "skip"] = Field(
+        "error", description="A record failing validation (schema, task, images): error = stop, naming file, "
+        "line and field; skip = leave it out and list it.")
+    min_pixels: int = Field(
+        3136, gt=0, description="Smallest image area in pixels after Qwen-VL resizing, for riskpo-mm's own image "
+        "processing (local engine, SFT, evaluation); Ray RL rollouts resize with the model processor's settings.")
+    max_pixels: int = Field(
+        401408, gt=0, description="Largest image area in pixels after resizing (same scope as min_pixels); "
+        "loading (both engines) also rejects images whose header declares over 64x this.")
     image_root: Optional[str] = Field(
         None,
         description="Folder that image paths may point into besides the data file's own folder; "
         "paths that leave both are rejected.",
     )
-    system_prompt: Optional[str] = None
-    max_prompt_len: int = Field(1024, gt=0)
-    shuffle: bool = True
+    system_prompt: Optional[str] = Field(
+        None, description="System message put before every prompt whose record has no system turn (both "
+        "engines, SFT and evaluation); None: none.")
+    max_prompt_len: int = Field(
+        1024, gt=0, description="Prompt budget in tokens: sequences are limited to it plus the max new tokens "
+        "(vLLM's max_model_len; OpenRLHF's --data.max_len on Ray); the local HF sampler does not apply it.")
+    shuffle: bool = Field(
+        True, description="Local engine: a fresh seeded permutation of the train records every epoch; false: "
+        "the mixture's fixed order. The Ray engine's OpenRLHF dataloader always shuffles.")
 
     @field_validator("train", "test", mode="before")
     @classmethod
@@ -108,22 +154,36 @@ class DataConfig(_Section):
 
 
 class RolloutConfig(_Section):
-    prompts_per_step: int = Field(10, gt=0, description="Prompts per RL step (OpenRLHF rollout.batch_size).")
-    n_samples_per_prompt: int = Field(8, gt=0)
-    max_new_tokens: int = Field(256, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    """`rollout`: how the RL responses are sampled."""
+
+    prompts_per_step: int = Field(
+        10, gt=0, description="Prompts per RL step, P (OpenRLHF --rollout.batch_size); a multiple of "
+        "algorithm.riskpo.bundle_size under estimator riskpo; also the evaluation harness's prompt batch.")
+    n_samples_per_prompt: int = Field(
+        8, gt=0, description="Responses sampled per prompt, n: the group of grpo/dapo, the papers of a RiskPO "
+        "bundle; needs >= 2 for any signal (the Ray engine refuses fewer).")
+    max_new_tokens: int = Field(
+        256, gt=0, description="Token limit of an RL response (longer ones are cut and count as truncated); "
+        "the default of eval.max_new_tokens and the end of reward.overlong_buffer_len's window.")
+    temperature: float = Field(
+        1.0, gt=0, description="Sampling temperature of RL rollouts; the training log-probs use the same "
+        "temperature (OpenRLHF --rollout.temperature).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus-sampling threshold of RL rollouts (1: off).")
     backend: Optional[Literal["vllm", "hf"]] = Field(
         None, description="Local engine's sampler: a vLLM engine colocated in the training process (weights "
         "synced after every optimizer step), or HF generate. Default: vllm wherever vllm imports. The Ray "
-        "engine always samples with its vLLM rollout actors.")
+        "engine always samples with its vLLM rollout actors (hf is rejected there); its driver's before/after "
+        "evaluation uses this sampler.")
     vllm_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = Field(
         None, description="dtype of the local engine's vLLM sampler (None: model.dtype). Weights are cast at each "
         "sync; the training forward recomputes the old log-probs, so only the rollout log-probs (IS correction) "
         "carry the sampler's precision.")
-    vllm_kv_cache_gib: float = Field(1.0, gt=0, description="vLLM on a CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
+    vllm_kv_cache_gib: float = Field(
+        1.0, gt=0, description="vLLM on a CPU (local engine, Ray driver's evaluation): KV cache size in GiB "
+        "(VLLM_CPU_KVCACHE_SPACE).")
     vllm_gpu_memory_utilization: float = Field(
-        0.4, gt=0, le=1, description="vLLM on a GPU (local engine): its share of the GPU; the rest trains.")
+        0.4, gt=0, le=1, description="vLLM on a GPU (local engine, Ray driver's evaluation): its share of the "
+        "GPU; the rest trains. ray.vllm_gpu_memory_utilization is the Ray rollout actors'.")
 
     @model_validator(mode="after")
     def _default_backend(self) -> "RolloutConfig":
@@ -135,7 +195,7 @@ class RolloutConfig(_Section):
 
 
 class LossConfig(_Section):
-    """The clipped surrogate: OpenRLHF's ``PolicyLoss`` on both engines (``actor.*`` flags)."""
+    """`algorithm.loss`: the clipped surrogate, OpenRLHF's ``PolicyLoss`` on both engines (``actor.*`` flags)."""
 
     ratio: Literal["token", "sequence"] = Field(
         "token", description="Importance ratio: per token (PPO, the authors' recipes) or per response, the "
@@ -143,15 +203,20 @@ class LossConfig(_Section):
         "per response (agg seq_mean).")
     clip_low: float = Field(0.2, ge=0, description="Lower clip: the ratio is clipped at 1 - clip_low.")
     clip_high: float = Field(0.2, ge=0, description="Upper clip, 1 + clip_high (clip-higher: DAPO uses 0.28).")
-    dual_clip: Optional[float] = Field(None, gt=1, description="Dual-clip constant c (3.0 in the paper's recipe).")
+    dual_clip: Optional[float] = Field(
+        None, gt=1, description="Dual-clip constant c > 1 bounding the loss of negative advantages (3.0 in the "
+        "paper's recipe); None: off.")
     agg: Optional[Literal["token_mean", "seq_mean"]] = Field(
-        None, description="Loss aggregation: mean over all response tokens, or over responses of their token "
-        "mean. Default: token_mean for the token ratio, seq_mean for the sequence ratio.")
+        None, description="Loss aggregation: token_mean = mean over all response tokens; seq_mean = mean over "
+        "responses of their token mean. Default: token_mean for the token ratio, seq_mean for the sequence ratio.")
     is_correction: Literal["off", "token", "seq"] = Field(
-        "off", description="Train/rollout importance-sampling correction (OpenRLHF's, with the rollout "
-        "engine's log-probs): off, per token, or per sequence.")
-    kl_coef: float = Field(0.0, ge=0, description="KL-to-reference loss weight (0: no reference model).")
-    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus weight.")
+        "off", description="Train/rollout importance-sampling correction with the rollout engine's log-probs "
+        "(OpenRLHF's --algo.advantage.is_correction_level): off; token = per token; seq = per sequence "
+        "(geometric-mean ratio, masking only).")
+    kl_coef: float = Field(
+        0.0, ge=0, description="KL-to-reference loss weight (0: no reference model is loaded).")
+    entropy_coef: float = Field(
+        0.0, ge=0, description="Entropy bonus weight (0: entropy is logged, not rewarded).")
 
     @model_validator(mode="after")
     def _agg_for_ratio(self) -> "LossConfig":
@@ -164,10 +229,20 @@ class LossConfig(_Section):
 
 
 class AlgorithmConfig(_Section):
-    estimator: str = Field("riskpo", description="Advantage estimator: riskpo | grpo | dr_grpo | dapo.")
-    preset: str = Field("riskpo", description="RiskPO preset (docs/method.md section 8) that `riskpo` overrides.")
-    riskpo: RiskPOConfig = Field(default_factory=RiskPOConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
+    """`algorithm`: the advantage estimator, its RiskPO options and the policy loss."""
+
+    estimator: str = Field(
+        "riskpo", description="Advantage estimator (one AdvantageStep on both engines): riskpo = bundle MVaR "
+        "advantages (algorithm.riskpo); grpo = (r - group mean) / group std; dr_grpo = r - group mean; dapo = "
+        "GRPO's, dropping prompts whose rewards all tie (dynamic sampling).")
+    preset: str = Field(
+        "riskpo", description="RiskPO preset that fills algorithm.riskpo before its keys apply: riskpo = the "
+        "paper's defaults; riskpo_authors_easy_math / riskpo_authors_hard_math = the authors' recipes; "
+        "riskpo_seeking = the risk-seeking ablation (docs/method.md section 8). It sets no rollout or reward key.")
+    riskpo: RiskPOConfig = Field(
+        default_factory=RiskPOConfig, description="RiskPO estimator options (the preset's values unless given); "
+        "with another estimator they still drive the bundle/* risk metrics.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="The policy loss.")
 
     @model_validator(mode="before")
     @classmethod
@@ -201,18 +276,27 @@ class AlgorithmConfig(_Section):
 
 
 class TaskRewardWeights(_Section):
-    accuracy: float = 1.0
-    format: float = 0.0
+    """`reward.weights.<task>`: how accuracy and format mix into one task's reward."""
+
+    accuracy: float = Field(1.0, description="Weight of the accuracy component (a grader's score in [0, 1]).")
+    format: float = Field(
+        0.0, description="Weight of the format component (1 when the response follows the task's answer "
+        "format); a task listed without it gets 0, not the router's default.")
 
 
 class RewardConfig(_Section):
+    """`reward`: how responses are graded and shaped into the scalar reward (both engines; Ray's reward
+    workers get the same settings)."""
+
     weights: dict[str, TaskRewardWeights] = Field(
-        default_factory=dict, description="Per-task accuracy/format weights; unset tasks use the router's defaults."
-    )
-    binary_form: Literal["01", "pm1"] = Field("01", description="Accuracy reward as 0/1 or -1/+1 (hard-math recipe).")
+        default_factory=dict, description="Per-task accuracy/format weights; unset tasks use the router's defaults "
+        "(e.g. geometry, numeric, mcq: 0.9 / 0.1; math, code: 1.0 / 0.0).")
+    binary_form: Literal["01", "pm1"] = Field(
+        "01", description="Components as 0/1, or pm1: each mapped to 2x - 1, the +-1 reward of the authors' "
+        "hard-math recipe.")
     task_weights: dict[str, float] = Field(
-        default_factory=dict, description="Multiplier on the reward of each task in mixed runs."
-    )
+        default_factory=dict, description="Multiplier on the reward of each task in mixed runs (unlisted: 1), "
+        "applied before clip_range.")
     clip_range: Optional[tuple[float, float]] = Field(
         None, description="Clip every reward to [low, high] before the estimator (both engines); None: no clip.")
     overlong_buffer_len: Optional[int] = Field(
@@ -225,43 +309,71 @@ class RewardConfig(_Section):
     code_timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit of one code answer's whole test set.")
     code_memory_mb: int = Field(512, gt=0, description="Memory limit of one code answer's sandbox.")
     code_isolation: Literal["auto", "bwrap", "none"] = Field(
-        "auto", description="Sandbox isolation for model-written code: bubblewrap (auto refuses to run code "
-        "without it), or none (trusted code only; see docs/sandbox.md).")
+        "auto", description="Sandbox isolation for model-written code: auto or bwrap = bubblewrap, refusing to "
+        "run code without it (the two are the same); none = no namespaces (trusted code only; docs/sandbox.md).")
     workers: int = Field(2, gt=0, description="Code answers graded at once per process (sandboxes in parallel).")
 
 
 class TrainConfig(_Section):
-    steps: int = Field(20, gt=0, description="RL steps (one rollout batch each).")
+    """`train`: the RL optimisation (OpenRLHF's actor, DeepSpeed, on both engines)."""
+
+    steps: int = Field(
+        20, gt=0, description="RL steps, one rollout batch each (Ray: rounded up to whole passes when the "
+        "train set holds fewer than steps x prompts_per_step prompts).")
     batch_size: Optional[int] = Field(
         None, gt=0, description="Sequences per optimizer step (all ranks); default prompts_per_step * n, one update per step."
     )
-    lr: float = Field(1e-6, gt=0)
-    weight_decay: float = 0.0
-    warmup_steps: int = Field(0, ge=0)
-    micro_batch_size: int = Field(8, gt=0, description="Sequences per forward/backward.")
-    ppo_epochs: int = Field(1, gt=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    zero_stage: Literal[0, 1, 2, 3] = 0
+    lr: float = Field(
+        1e-6, gt=0, description="Peak actor learning rate (Adam): constant after warmup on the local engine; "
+        "OpenRLHF's default cosine decay to 0.1 x lr on the Ray engine.")
+    weight_decay: float = Field(0.0, description="Actor Adam weight decay (RL only).")
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warmup over the first N RL steps.")
+    micro_batch_size: int = Field(
+        8, gt=0, description="Sequences per forward/backward on each rank (training and log-prob passes).")
+    ppo_epochs: int = Field(
+        1, gt=0, description="Passes over each step's batch (OpenRLHF --train.max_epochs): updates per step = "
+        "ppo_epochs x prompts_per_step x n / batch_size.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clip (RL and the SFT warm start).")
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        0, description="DeepSpeed ZeRO stage: 0 off, 1 optimizer states, 2 + gradients, 3 + parameters "
+        "sharded across ranks; the local engine's vLLM backend needs <= 2.")
 
 
 class SFTConfig(_Section):
-    """Supervised warm start on the train split before RL (gold reasoning + answer)."""
+    """`sft`: supervised warm start on the train split's gold responses (reasoning + answer), run in one
+    process before RL starts (both engines); cached in `<run>/sft_model`."""
 
-    enabled: bool = False
-    steps: int = Field(200, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(16, gt=0)
+    enabled: bool = Field(
+        False, description="Warm-start before RL; the cached model is reused while model, data, sft, seed and "
+        "train.max_grad_norm are unchanged.")
+    steps: int = Field(
+        200, gt=0, description="Optimizer steps (warmup over the first 5%, then cosine down to 0.1 x lr).")
+    lr: float = Field(
+        1e-3, gt=0, description="Peak AdamW learning rate; the default suits tiny random-weight models (warm-start "
+        "real models with OpenRLHF's train_sft).")
+    batch_size: int = Field(16, gt=0, description="Records per step.")
 
 
 class EvalConfig(_Section):
-    every_steps: int = Field(0, ge=0, description="In-training validation every N RL steps (0: off).")
-    n: int = Field(8, gt=0, description="Samples per problem.")
-    k: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
-    temperature: float = Field(1.0, gt=0)
-    max_new_tokens: Optional[int] = Field(None, gt=0, description="Defaults to rollout.max_new_tokens.")
-    max_problems: Optional[int] = Field(None, gt=0)
-    best_metric: str = Field("pass@1", description="Metric that selects the kept best checkpoint.")
-    before_and_after: bool = Field(True, description="Evaluate before and after RL into report.json.")
+    """`eval`: the pass@k evaluation on data.test, before and after RL and every `every_steps` (the same
+    harness and settings on both engines)."""
+
+    every_steps: int = Field(
+        0, ge=0, description="In-training validation every N RL steps (0: off); it also keeps the best "
+        "model by best_metric.")
+    n: int = Field(8, gt=0, description="Samples per problem (avg@n and maj@n use all of them).")
+    k: list[int] = Field(
+        default_factory=lambda: [1, 2, 4, 8], description="k values of the unbiased pass@k, each in [1, n].")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of evaluation.")
+    max_new_tokens: Optional[int] = Field(
+        None, gt=0, description="Token limit of an evaluation response; defaults to rollout.max_new_tokens.")
+    max_problems: Optional[int] = Field(
+        None, gt=0, description="Evaluate only the first N test records (None: all).")
+    best_metric: str = Field(
+        "pass@1", description="Metric that selects the kept best checkpoint (pass@<k>, avg@<n>, maj@<n>, "
+        "format_rate, reward_mean; with every_steps > 0).")
+    before_and_after: bool = Field(
+        True, description="Evaluate before and after RL into report.json (eval_before.json, eval_after.json).")
 
     @model_validator(mode="after")
     def _k_within_n(self) -> "EvalConfig":
@@ -272,46 +384,62 @@ class EvalConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    every_steps: int = Field(10, ge=0, description="Checkpoint every N RL steps (0: only at the end).")
-    keep_last: int = Field(2, gt=0)
+    """`checkpoint`: resumable checkpoints under `<run>/checkpoints` (`riskpo-mm train --resume`)."""
+
+    every_steps: int = Field(
+        10, ge=0, description="Checkpoint every N RL steps; 0: none during training (the local engine still "
+        "writes one at the last step; final_model is always saved).")
+    keep_last: int = Field(2, gt=0, description="Checkpoints kept; older ones are deleted.")
 
 
 class LoggingConfig(_Section):
-    tensorboard: bool = True
-    wandb: bool = False
-    wandb_project: str = "riskpo-mm"
+    """`logging`: where step metrics go besides `<run>/metrics.jsonl`."""
+
+    tensorboard: bool = Field(True, description="Write TensorBoard events to <run>/tensorboard.")
+    wandb: bool = Field(False, description="Also log to Weights & Biases.")
+    wandb_project: str = Field("riskpo-mm", description="W&B project (used when wandb is true).")
 
 
 class RayConfig(_Section):
-    """Scale-out engine: OpenRLHF's Ray PPO trainer with vLLM rollouts."""
+    """`ray`: the scale-out engine, OpenRLHF's Ray PPO trainer with vLLM rollouts (engine: ray only)."""
 
-    num_nodes: int = Field(1, gt=0)
-    gpus_per_node: int = Field(8, gt=0)
-    vllm_num_engines: int = Field(4, gt=0)
-    vllm_tensor_parallel_size: int = Field(1, gt=0)
-    vllm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
-    colocate_all: bool = True
+    num_nodes: int = Field(1, gt=0, description="Nodes of the actor (and reference model).")
+    gpus_per_node: int = Field(
+        8, gt=0, description="GPUs per node of the actor; a local cluster on a CPU-only machine declares them.")
+    vllm_num_engines: int = Field(4, gt=0, description="vLLM rollout engines.")
+    vllm_tensor_parallel_size: int = Field(1, gt=0, description="GPUs per vLLM engine (tensor parallel).")
+    vllm_gpu_memory_utilization: float = Field(
+        0.6, gt=0, le=1, description="Share of each GPU the vLLM rollout engines take.")
+    colocate_all: bool = Field(
+        True, description="Actor, reference and vLLM engines share GPUs (num_nodes x gpus_per_node in all); "
+        "false: the vLLM engines need vllm_num_engines x vllm_tensor_parallel_size more.")
     extra_args: dict[str, Any] = Field(
-        default_factory=dict, description="Raw OpenRLHF flags passed through, e.g. {'vllm.enable_sleep': true}."
-    )
+        default_factory=dict, description="Raw OpenRLHF flags passed through, e.g. {'vllm.enable_sleep': true}; "
+        "flags a config key owns are rejected (set that key).")
 
 
 class RunConfig(_Section):
-    name: str
-    engine: Literal["local", "ray"] = "local"
-    seed: int = 0
+    """A run: the whole YAML file (`riskpo-mm config --explain` lists every key)."""
+
+    name: str = Field(description="Run name: fills '{name}' in output_dir and names the run in reports.")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local = this process (or one node under the deepspeed launcher); ray = "
+        "OpenRLHF's Ray PPO trainer with vLLM rollout actors (section ray).")
+    seed: int = Field(
+        0, description="Seed of the data mixture and order, sampling, the estimator's pairing RNG and SFT "
+        "(OpenRLHF --train.seed).")
     output_dir: str = Field("runs/{name}", description="Run folder; '{name}' is replaced by the run name.")
-    model: ModelConfig
-    data: DataConfig = Field(default_factory=DataConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    sft: SFTConfig = Field(default_factory=SFTConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
+    model: ModelConfig = Field(description="The policy model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Records and prompt/image preparation.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Sampling of RL responses.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Estimator and loss.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="Grading and reward shaping.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="RL optimisation.")
+    sft: SFTConfig = Field(default_factory=SFTConfig, description="Supervised warm start before RL.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="pass@k evaluation on data.test.")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="Resumable checkpoints.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Metric sinks.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="The Ray engine's cluster layout.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -440,6 +568,11 @@ def _known_keys(section: Any) -> list[str]:
     return list(getattr(section, "model_fields", {}))
 
 
+def _suggest(word: str, known: list[str], n: int = 1) -> list[str]:
+    """The known names closest to `word` (difflib), else those it is a prefix of."""
+    return difflib.get_close_matches(word, known, n=n) or [k for k in known if k.startswith(word)][:n]
+
+
 _KEY_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_0-9/]+)+)[ :(]")
 
 
@@ -459,7 +592,7 @@ def _error_lines(err: ValidationError) -> list[tuple[tuple, str]]:
         msg = _tidy(str(e["msg"]).removeprefix("Value error, "))
         if e["type"] == "extra_forbidden":
             known = _known_keys(_section_at(loc))
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1) or [k for k in known if k.startswith(str(loc[-1]))]
+            close = _suggest(str(loc[-1]), known)
             where = ".".join(str(p) for p in loc[:-1]) or "the top level"
             msg = f"unknown key" + (f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else "")
             if known:
@@ -536,3 +669,252 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     for k, v in tree.items():
         out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
+
+
+# ── the keys documented (`riskpo-mm config --explain [KEY]`) ──
+
+# Keys typed `str` whose values are a fixed set (validated against these registries).
+_CHOICES: dict[str, Any] = {"algorithm.estimator": lambda: list(ESTIMATORS),
+                            "algorithm.preset": lambda: RiskPOConfig.preset_names()}
+
+
+@dataclasses.dataclass
+class KeyDoc:
+    """One documented key: its dotted path (`data.train[*].path`, `reward.weights.<task>.accuracy` for
+    list items and mapping values), the section it sits in, type, default and description."""
+
+    key: str
+    section: str
+    type: str
+    default: str
+    description: str
+    presets: dict[str, Any] = dataclasses.field(default_factory=dict)  # RiskPO fields: presets that change it
+    is_section: bool = False
+
+
+@dataclasses.dataclass
+class SectionDoc:
+    key: str  # "" for the top level
+    doc: str
+
+
+def _fields_of(section: Any) -> list[tuple[str, Any, Any, str, list]]:
+    """(name, annotation, default, description, constraints) of each field of a pydantic section or a
+    dataclass (RiskPOConfig, whose descriptions are field metadata)."""
+    import typing
+
+    from pydantic_core import PydanticUndefined
+
+    out = []
+    if dataclasses.is_dataclass(section):
+        hints = typing.get_type_hints(section)
+        for f in dataclasses.fields(section):
+            if not f.init:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else _REQUIRED)
+            out.append((f.name, hints[f.name], default, f.metadata.get("description") or "", []))
+        return out
+    for name, f in section.model_fields.items():
+        if f.default is not PydanticUndefined:
+            default = f.default
+        elif f.default_factory is not None:
+            default = f.default_factory()
+        else:
+            default = _REQUIRED
+        out.append((name, f.annotation, default, f.description or "", list(f.metadata)))
+    return out
+
+
+_REQUIRED = object()
+_CONSTRAINT_OPS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def _type_text(ann: Any, constraints: list = ()) -> str:
+    import types
+    import typing
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Literal:
+        text = " | ".join(str(a) for a in args)
+    elif origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        text = " | ".join(_type_text(a) for a in rest) + (" | null" if len(rest) < len(args) else "")
+    elif origin is list:
+        text = f"list of {_type_text(args[0])}"
+    elif origin is tuple:
+        text = f"list of {_type_text(args[0])}" if len(args) == 2 and args[1] is Ellipsis else \
+            "[" + ", ".join(_type_text(a) for a in args) + "]"
+    elif origin is dict:
+        text = f"mapping of {_type_text(args[0])} to {_type_text(args[1])}"
+    elif _unwrap(ann) is not None:
+        text = "section"
+    elif ann is Any:
+        text = "any"
+    else:
+        text = getattr(ann, "__name__", str(ann))
+    bounds = [f"{op} {getattr(c, name)}" for c in constraints for name, op in _CONSTRAINT_OPS
+              if getattr(c, name, None) is not None]
+    return text + (f", {' and '.join(bounds)}" if bounds else "")
+
+
+def _value_text(value: Any) -> str:
+    if value is _REQUIRED:
+        return "required"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _section_doc(section: Any) -> str:
+    doc = re.sub(r"^`[^`]+`: ", "", " ".join((section.__doc__ or "").split()))
+    return doc[:1].upper() + doc[1:]
+
+
+def config_docs() -> tuple[list[SectionDoc], list[KeyDoc]]:
+    """Every section and every key of RunConfig, nested sections (RiskPOConfig included) after the key
+    that holds them."""
+    import typing
+
+    sections: list[SectionDoc] = []
+    keys: list[KeyDoc] = []
+
+    def walk(model: Any, prefix: str) -> None:
+        sections.append(SectionDoc(prefix, _section_doc(model)))
+        nested = []
+        for name, ann, default, description, constraints in _fields_of(model):
+            key = f"{prefix}.{name}" if prefix else name
+            sub = _unwrap(ann)
+            type_text = _type_text(ann, constraints)
+            if key in _CHOICES:
+                type_text = " | ".join(_CHOICES[key]())
+            presets = RiskPOConfig.preset_overrides(name) if model is RiskPOConfig else {}
+            shown = "" if isinstance(default, BaseModel) or dataclasses.is_dataclass(default) else _value_text(default)
+            if sub is not None:
+                origin = typing.get_origin(ann)
+                sub_prefix = key + ("[*]" if origin is list else ".<task>" if origin is dict else "")
+                nested.append((sub, sub_prefix))
+                type_text = type_text.replace("section", f"[{sub_prefix}]")
+            keys.append(KeyDoc(key, prefix, type_text, shown, description, presets, is_section=sub is not None))
+        for sub, sub_prefix in nested:
+            walk(sub, sub_prefix)
+
+    walk(RunConfig, "")
+    return sections, keys
+
+
+def _segments(key: str) -> list[str]:
+    return [s for s in re.sub(r"\[[^\]]*\]", "", key).split(".") if s]
+
+
+def _matches(pattern: str, query: list[str]) -> bool:
+    """`reward.weights.<task>.accuracy` matches `reward.weights.math.accuracy`; `data.train[*].path`
+    matches `data.train.path` and `data.train[0].path`."""
+    parts = _segments(pattern)
+    return len(parts) == len(query) and all(p == q or p.startswith("<") for p, q in zip(parts, query))
+
+
+def _under(section: str, query: list[str]) -> bool:
+    """Section `section` is the section `query` names or lies inside it."""
+    parts = _segments(section)
+    return bool(query) and len(parts) >= len(query) and _matches(".".join(parts[: len(query)]), query)
+
+
+def _key_text(doc: KeyDoc, width: int = 100) -> str:
+    import textwrap
+
+    head = f"  {doc.key}  {doc.type}"
+    if doc.default:
+        head += f"  (default: {doc.default}"
+        if doc.presets:
+            head += "; " + ", ".join(f"{p}: {_value_text(v)}" for p, v in doc.presets.items())
+        head += ")"
+    body = textwrap.fill(doc.description or "(undocumented)", width=width, initial_indent=" " * 6,
+                         subsequent_indent=" " * 6, break_on_hyphens=False, break_long_words=False)
+    return f"{head}\n{body}"
+
+
+def explain(key: Optional[str] = None) -> str:
+    """The documentation of every key, grouped by section; or of one key or section (dotted). Raises
+    ConfigError naming an unknown key, with the closest known ones."""
+    import textwrap
+
+    sections, keys = config_docs()
+    if key is None or not key.strip():
+        chosen_sections, chosen_keys = sections, []
+    else:
+        query = _segments(key.strip())
+        chosen_sections = [s for s in sections if s.key and _under(s.key, query)]
+        chosen_keys = [k for k in keys if _matches(k.key, query)]  # a section's own key first
+        if not chosen_sections and not chosen_keys:
+            siblings = {k.key.rsplit(".", 1)[-1]: k.key for k in keys
+                        if k.section and _matches(k.section, query[:-1])} if len(query) > 1 else {}
+            close = [siblings[c] for c in _suggest(query[-1], list(siblings), n=3)] if siblings else \
+                _suggest(".".join(query), [k.key for k in keys], n=3)
+            if not close and query:  # the last part alone: `credt` -> algorithm.riskpo.credit
+                last = {k.key.rsplit(".", 1)[-1]: k.key for k in keys}
+                close = [last[c] for c in _suggest(query[-1], list(last), n=3)]
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown config key {key.strip()!r}{hint} (`riskpo-mm config --explain` lists "
+                              "every key)")
+    blocks = []
+    for k in chosen_keys:
+        blocks.append(_key_text(k))
+    for s in chosen_sections:
+        lines = [textwrap.fill(f"[{s.key or 'top level'}] {s.doc}".rstrip(), width=100, subsequent_indent="    ",
+                               break_on_hyphens=False, break_long_words=False)]
+        lines += [_key_text(k) for k in keys if k.section == s.key]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def describe(key: str) -> str:
+    """The description of one dotted key (e.g. `reward.clip_range`)."""
+    _, keys = config_docs()
+    found = [k for k in keys if _matches(k.key, _segments(key))]
+    if not found:
+        raise KeyError(key)
+    return found[0].description
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`riskpo-mm config --config X.yaml [--set KEY=VALUE ...]` | `riskpo-mm config --explain [KEY]`."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(
+        prog="riskpo-mm config",
+        description="Print a run config resolved (defaults and preset filled in, as runs/<name>/config.yaml "
+                    "will hold it), or document the config keys.")
+    p.add_argument("--config", help="YAML run config to validate and print resolved")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set algorithm.riskpo.alpha=0.1 (repeatable)")
+    p.add_argument("--explain", nargs="?", const="", default=None, metavar="KEY",
+                   help="document every key (dotted path, type or allowed values, default, description), grouped "
+                        "by section; or only KEY, a key such as algorithm.riskpo.credit or a section such as "
+                        "algorithm.riskpo")
+    args = p.parse_args(argv)
+    if args.explain is not None:
+        if args.config or args.overrides:
+            p.error("--explain documents the keys; give it without --config / --set")
+        try:
+            print(explain(args.explain or None))
+        except ConfigError as err:
+            print(f"riskpo-mm config: {err}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.config:
+        p.error("give --config FILE (print it resolved) or --explain [KEY] (document the keys)")
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"riskpo-mm config: {err}", file=sys.stderr)
+        return 2
+    print(cfg.to_yaml(), end="")
+    return 0

@@ -22,25 +22,65 @@ Objective = Literal["mvar", "rvar", "seeking"]
 DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
+def _field(default: Any, description: str) -> Any:
+    """A dataclass field documented by `description` (pydantic takes it as the field's description)."""
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass
 class RiskPOConfig:
-    """Estimator options; the defaults are the `riskpo` preset (paper defaults; docs/method.md section 8)."""
+    """The RiskPO estimator's options (`--riskpo.*` on the Ray engine); the defaults are the `riskpo`
+    preset, the paper's (docs/method.md sections 3-6, 8)."""
 
-    alpha: float = 0.2  # lower quantile level (CVaR tail, start of the RVaR band)
-    beta: float = 0.8  # upper quantile level (end of the RVaR band)
-    w_mix: float = 1.5  # weight of the CVaR part (paper's 1 + omega)
-    bundle_size: int = 5  # questions per bundle (B)
-    bundle_by: BundleBy = "order"
-    quantile_source: QuantileSource = "tracked"
-    pairing: Pairing = "random"
-    baseline: Baseline = "natural"
-    scale: Scale = "bundle_std"
-    credit: Credit = "uniform"
-    objective: Objective = "mvar"
-    upper_weight: float = 1.5  # weight of the upper tail in objective "seeking"
-    lr_q: float = 0.1  # quantile-tracker step size
-    lr_q_decay: float = 0.0  # lr_q_k = lr_q / (1 + k) ** lr_q_decay
-    track_grid: tuple[float, ...] = field(default=DEFAULT_GRID)  # extra tracked levels (logging, tracked_mean)
+    # Each field's documentation is its `description` (field metadata, which pydantic reads).
+
+    alpha: float = _field(
+        0.2, "Lower quantile level, 0 < alpha < beta < 1: a = VaR_alpha of the bundle score; the CVaR tail lies "
+        "below it and the RVaR band starts at it.")
+    beta: float = _field(
+        0.8, "Upper quantile level: b = VaR_beta, the end of the RVaR band; scores above b earn no more than b "
+        "(except under objective seeking).")
+    w_mix: float = _field(
+        1.5, "Weight of the CVaR part under objective mvar, A = (w_mix A_cvar + A_rvar) / (w_mix + 1): the paper's "
+        "1 + omega (omega = 0.5). Unused by rvar and seeking.")
+    bundle_size: int = _field(
+        5, "Questions per bundle (B): a paper takes one response of each and scores their reward sum; "
+        "rollout.prompts_per_step must be a multiple of it (estimator riskpo).")
+    bundle_by: BundleBy = _field(
+        "order", "How prompts form bundles: order = B consecutive prompts in dataloader order, one quantile "
+        "tracker; task = grouped by task first so a bundle never mixes reward scales, one tracker per task.")
+    quantile_source: QuantileSource = _field(
+        "tracked", "Where a and b come from: tracked = online trackers updated after each step (the paper); "
+        "bundle = the bundle's own empirical quantiles (what the authors' code ran); mix = the mean of the two.")
+    pairing: Pairing = _field(
+        "random", "Which responses form a paper: random = each question's responses permuted by the estimator's "
+        "seeded RNG (the paper); positional = paper j takes the j-th response of every question (authors' code).")
+    baseline: Baseline = _field(
+        "natural", "natural = add a - b so every A <= 0 (papers at or above b get 0); none = no baseline (RVaR "
+        "part >= 0, CVaR part <= 0; hard-math recipe); tracked_mean = subtract each part's integral over the "
+        "tracker grid (needs >= 2 track_grid levels).")
+    scale: Scale = _field(
+        "bundle_std", "bundle_std = divide A by the unbiased std of the bundle's paper scores (a std <= 1e-3 or "
+        "a single paper counts as 1; the authors' setting); none = unscaled.")
+    credit: Credit = _field(
+        "uniform", "How a paper's advantage A reaches its responses: uniform = each gets A (the paper); "
+        "question_std = A / the std of the question's n rewards (easy-math recipe); score = 0.5 A for a reward > 0, "
+        "else 1.5 A; sum_mean = A (r_i - m_i) / sum of (r_k - m_k) over the paper, m the question's mean reward "
+        "(hard-math recipe; can flip signs).")
+    objective: Objective = _field(
+        "mvar", "mvar = the mixed CVaR + RVaR objective (the paper, weighted by w_mix); rvar = the RVaR part "
+        "alone (no mixing); seeking = RVaR plus an upper-tail term weighted by upper_weight (a risk-seeking "
+        "ablation that collapses entropy).")
+    upper_weight: float = _field(
+        1.5, "Weight of the upper-tail term max(S - b, 0) / (1 - beta) under objective seeking; unused otherwise.")
+    lr_q: float = _field(
+        0.1, "Quantile-tracker step size (> 0): q += lr_k (level - fraction of the step's bundle scores below q) "
+        "after each step; acts on a and b under quantile_source tracked or mix.")
+    lr_q_decay: float = _field(
+        0.0, "Tracker step decay: lr_k = lr_q / (1 + k) ** lr_q_decay at step k; 0 keeps the step constant.")
+    track_grid: tuple[float, ...] = _field(
+        DEFAULT_GRID, "Extra levels the trackers follow, strictly increasing in (0, 1): logged as "
+        "tracked/q@<level> and integrated by baseline tracked_mean; they never move a and b.")
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "riskpo": {},
@@ -86,6 +126,12 @@ class RiskPOConfig:
     @classmethod
     def preset_names(cls) -> list[str]:
         return list(cls.PRESETS)
+
+    @classmethod
+    def preset_overrides(cls, name: str) -> dict[str, Any]:
+        """The presets that set field `name` to something other than its default (the `riskpo` preset's)."""
+        default = getattr(cls(), name)
+        return {p: v for p, values in cls.PRESETS.items() if name in values and (v := values[name]) != default}
 
 
 _LITERALS: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """``--riskpo.*`` flags on top of OpenRLHF's ``train_ppo_ray`` parser, and their validation.
 
 The flags mirror `riskpo_mm.algo.RiskPOConfig` (``--riskpo.alpha``, ``--riskpo.bundle_size``, ...;
-unset fields take the value of ``--riskpo.preset``), plus the estimator. The policy loss is
+unset fields take the value of ``--riskpo.preset``), plus the estimator; each flag's help is the
+field's description (the config key's, for flags that carry one) plus where its default comes from. The policy loss is
 OpenRLHF's own ``PolicyLoss`` (``--actor.policy_loss_type``, ``--actor.eps_clip_low_high``, ...).
 After OpenRLHF's ``hierarchize`` they live under ``args.riskpo``.
 """
@@ -31,6 +32,41 @@ def config_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(RiskPOConfig) if f.init]
 
 
+def _value(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def preset_note(name: str) -> str:
+    """Where ``--riskpo.<name>``'s default comes from: the value of each preset."""
+    default = getattr(RiskPOConfig(), name)
+    changed = RiskPOConfig.preset_overrides(name)
+    if not changed:
+        return f"(default: from --riskpo.preset; {_value(default)} in every preset)"
+    values = ", ".join(f"{p}: {_value(v)}" for p, v in {"riskpo": default, **changed}.items())
+    return f"(default: from --riskpo.preset; {values}; the other presets: {_value(default)})" \
+        if len(changed) + 1 < len(RiskPOConfig.PRESETS) else f"(default: from --riskpo.preset; {values})"
+
+
+def field_help(name: str) -> str:
+    """``--riskpo.<name>``'s help: the RiskPOConfig field's description, then the preset note."""
+    field = next(f for f in config_fields() if f.name == name)
+    return f"{field.metadata['description']} {preset_note(name)}"
+
+
+def config_key_help(key: str, extra: str = "") -> str:
+    """The help of a flag that carries riskpo-mm config key `key`: that key's description (and `extra`)."""
+    from riskpo_mm.config import describe
+
+    text = describe(key)
+    if extra:
+        text = f"{text.rstrip('.')}{extra}."
+    return _escape(f"{text} (riskpo-mm config key {key})")
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
 def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``--riskpo.*`` group (idempotent) and context-dependent defaults of OpenRLHF flags."""
     if any(g.title == GROUP_TITLE for g in parser._action_groups):
@@ -40,25 +76,26 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
         "--riskpo.estimator",
         default="riskpo",
         choices=ESTIMATOR_CHOICES,
-        help="advantage estimator on the controller; 'off' uses --algo.advantage.estimator (OpenRLHF's)",
+        help=config_key_help("algorithm.estimator", "; off = OpenRLHF's own --algo.advantage.estimator"),
     )
-    group.add_argument("--riskpo.preset", default="riskpo", choices=RiskPOConfig.preset_names(), help="RiskPO preset")
+    group.add_argument("--riskpo.preset", default="riskpo", choices=RiskPOConfig.preset_names(),
+                       help=config_key_help("algorithm.preset"))
     group.add_argument("--riskpo.seed", type=int, default=None, help="estimator RNG seed (default: --train.seed)")
     group.add_argument("--riskpo.reward_clip", type=float, nargs=2, default=None,
-                       help="clip rewards to [low, high] before the estimator (riskpo-mm reward.clip_range)")
+                       help=config_key_help("reward.clip_range"))
     group.add_argument("--riskpo.overlong_buffer", type=int, default=None,
-                       help="DAPO soft overlong penalty over the last N of --rollout.max_new_tokens tokens")
-    group.add_argument("--riskpo.overlong_factor", type=float, default=1.0, help="largest overlong penalty")
-    group.add_argument("--riskpo.eval_k", type=int, nargs="+", default=None,
-                       help="k values of the in-training evaluation's pass@k (riskpo-mm eval.k)")
+                       help=config_key_help("reward.overlong_buffer_len"))
+    group.add_argument("--riskpo.overlong_factor", type=float, default=1.0,
+                       help=config_key_help("reward.overlong_penalty_factor"))
+    group.add_argument("--riskpo.eval_k", type=int, nargs="+", default=None, help=config_key_help("eval.k"))
     group.add_argument("--riskpo.eval_max_new_tokens", type=int, default=None,
-                       help="max new tokens of the in-training evaluation (default: --rollout.max_new_tokens)")
+                       help=config_key_help("eval.max_new_tokens"))
     group.add_argument("--riskpo.metrics_file", default=None,
                        help="append every step's metrics to this JSONL file (riskpo-mm's metrics.jsonl)")
     hints = get_type_hints(RiskPOConfig)
     for f in config_fields():
         hint = hints[f.name]
-        kwargs: dict[str, Any] = {"default": None, "help": f"RiskPOConfig.{f.name} (default: from --riskpo.preset)"}
+        kwargs: dict[str, Any] = {"default": None, "help": _escape(field_help(f.name))}
         if get_origin(hint) is Literal:
             kwargs["choices"] = get_args(hint)
         elif get_origin(hint) is tuple:
