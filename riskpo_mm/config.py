@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -19,7 +20,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
+from riskpo_mm.algo import ESTIMATORS, RiskPOConfig, build_options, resolve_estimator
+from riskpo_mm.algo.registry import is_file_spec
 
 Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen2"]
 
@@ -34,6 +36,7 @@ OPENRLHF_FLAGS_OWNED = {
     "rollout.batch_size": "rollout.prompts_per_step",
     "rollout.n_samples_per_prompt": "rollout.n_samples_per_prompt",
     "ds.param_dtype": "model.dtype",
+    "actor.lr_scheduler": "train.lr_scheduler",
 }
 
 
@@ -119,10 +122,10 @@ class DataConfig(_Section):
         "error", description="A record failing validation (schema, task, images): error = stop, naming file, "
         "line and field; skip = leave it out and list it.")
     min_pixels: int = Field(
-        3136, gt=0, description="Smallest image area in pixels after Qwen-VL resizing, for riskpo-mm's own image "
-        "processing (local engine, SFT, evaluation); Ray RL rollouts resize with the model processor's settings.")
+        3136, gt=0, description="Smallest image area in pixels after Qwen-VL resizing, on both engines (Ray's "
+        "actors and vLLM read it from <run>/ray_model, the model folder with its processor config set to it).")
     max_pixels: int = Field(
-        401408, gt=0, description="Largest image area in pixels after resizing (same scope as min_pixels); "
+        401408, gt=0, description="Largest image area in pixels after resizing (both engines, as min_pixels); "
         "loading (both engines) also rejects images whose header declares over 64x this.")
     image_root: Optional[str] = Field(
         None,
@@ -136,8 +139,8 @@ class DataConfig(_Section):
         1024, gt=0, description="Prompt budget in tokens: sequences are limited to it plus the max new tokens "
         "(vLLM's max_model_len; OpenRLHF's --data.max_len on Ray); the local HF sampler does not apply it.")
     shuffle: bool = Field(
-        True, description="Local engine: a fresh seeded permutation of the train records every epoch; false: "
-        "the mixture's fixed order. The Ray engine's OpenRLHF dataloader always shuffles.")
+        True, description="A fresh seeded permutation of the train records every epoch; false: the mixture's "
+        "fixed order (local engine only: OpenRLHF's dataloader on Ray always shuffles, so engine: ray rejects false).")
 
     @field_validator("train", "test", mode="before")
     @classmethod
@@ -234,7 +237,11 @@ class AlgorithmConfig(_Section):
     estimator: str = Field(
         "riskpo", description="Advantage estimator (one AdvantageStep on both engines): riskpo = bundle MVaR "
         "advantages (algorithm.riskpo); grpo = (r - group mean) / group std; dr_grpo = r - group mean; dapo = "
-        "GRPO's, dropping prompts whose rewards all tie (dynamic sampling).")
+        "GRPO's, dropping prompts whose rewards all tie (dynamic sampling); or 'path/to/file.py:Class', an "
+        "estimator outside the package (riskpo_mm.algo.Estimator), loaded on both engines (Ray's controller too).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the estimator, checked against its Options dataclass "
+        "(unknown keys are errors); riskpo and its variants take theirs from algorithm.riskpo instead.")
     preset: str = Field(
         "riskpo", description="RiskPO preset that fills algorithm.riskpo before its keys apply: riskpo = the "
         "paper's defaults; riskpo_authors_easy_math / riskpo_authors_hard_math = the authors' recipes; "
@@ -270,9 +277,25 @@ class AlgorithmConfig(_Section):
     @field_validator("estimator")
     @classmethod
     def _known_estimator(cls, v: str) -> str:
-        if v not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {v!r}; allowed: {sorted(ESTIMATORS)}")
+        if is_file_spec(v):
+            v = os.path.abspath(v.rpartition(":")[0]) + ":" + v.rpartition(":")[2]  # every process reads the same file
+        resolve_estimator(v)  # unknown names, missing files and bad classes are errors naming them
         return v
+
+    @model_validator(mode="after")
+    def _estimator_options(self) -> "AlgorithmConfig":
+        if self.uses_riskpo_options:
+            if self.options:
+                raise ValueError(f"algorithm.options: estimator {self.estimator!r} takes its options from "
+                                 "algorithm.riskpo")
+        else:
+            build_options(self.estimator, self.options)
+        return self
+
+    @property
+    def uses_riskpo_options(self) -> bool:
+        """True for riskpo and its variants (their options are algorithm.riskpo)."""
+        return getattr(resolve_estimator(self.estimator), "Options", None) is RiskPOConfig
 
 
 class TaskRewardWeights(_Section):
@@ -328,6 +351,10 @@ class TrainConfig(_Section):
         "OpenRLHF's default cosine decay to 0.1 x lr on the Ray engine.")
     weight_decay: float = Field(0.0, description="Actor Adam weight decay (RL only).")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warmup over the first N RL steps.")
+    lr_scheduler: Literal["constant_with_warmup", "cosine_with_min_lr"] = Field(
+        "constant_with_warmup", description="Learning rate after the warmup, on both engines: constant_with_warmup "
+        "= train.lr throughout; cosine_with_min_lr = cosine decay to 0.1 x train.lr at the last step (OpenRLHF's "
+        "own default).")
     micro_batch_size: int = Field(
         8, gt=0, description="Sequences per forward/backward on each rank (training and log-prob passes).")
     ppo_epochs: int = Field(
@@ -443,7 +470,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
-        if self.algorithm.estimator == "riskpo":
+        if self.algorithm.uses_riskpo_options:
             p, b = self.rollout.prompts_per_step, self.algorithm.riskpo.bundle_size
             if p % b:
                 raise ValueError(
@@ -465,6 +492,9 @@ class RunConfig(_Section):
                     "train.batch_size")
             raise ValueError(f"train.batch_size ({batch}) must be a multiple of train.micro_batch_size "
                              f"({self.train.micro_batch_size})")
+        if self.engine == "ray" and not self.data.shuffle:
+            raise ValueError("data.shuffle: false keeps the records' order on the local engine only; OpenRLHF's "
+                             "dataloader on engine: ray always shuffles (drop data.shuffle or use engine: local)")
         if self.engine == "ray" and self.rollout.backend == "hf":
             raise ValueError("rollout.backend: hf is the local engine's sampler; engine: ray samples with its "
                              "vLLM rollout actors (drop rollout.backend or use engine: local)")
@@ -674,7 +704,8 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # ── the keys documented (`riskpo-mm config --explain [KEY]`) ──
 
 # Keys typed `str` whose values are a fixed set (validated against these registries).
-_CHOICES: dict[str, Any] = {"algorithm.estimator": lambda: list(ESTIMATORS),
+_CHOICES: dict[str, Any] = {"algorithm.estimator": lambda: [*(k for k in ESTIMATORS if not is_file_spec(k)),
+                                                             "path/to/file.py:Class"],
                             "algorithm.preset": lambda: RiskPOConfig.preset_names()}
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,37 @@ def test_a_bad_reward_function_entry_names_the_task():
 
     with pytest.raises(UserFunctionError, match="reward.functions.t: file not found"):
         load_function("t", "/nonexistent/x.py:f")
+
+
+def test_ray_actors_see_the_configs_pixel_limits_through_a_processor_view(tmp_path):
+    import json
+
+    from riskpo_mm.config import validate_config
+    from riskpo_mm.engine.ray_run import processor_view
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "processor_config.json").write_text(json.dumps(
+        {"image_processor": {"size": {"shortest_edge": 3136, "longest_edge": 28224}}, "processor_class": "X"}))
+    cfg = validate_config({"name": "v", "model": {"path": str(model)}, "data": {"train": ["t.jsonl"], "max_pixels": 12544}})
+    view = Path(processor_view(cfg, str(model), tmp_path / "run"))
+    assert view == tmp_path / "run" / "ray_model" and (view / "config.json").resolve() == model / "config.json"
+    size = json.loads((view / "processor_config.json").read_text())["image_processor"]["size"]
+    assert size == {"shortest_edge": 3136, "longest_edge": 12544}
+    assert json.loads((model / "processor_config.json").read_text())["image_processor"]["size"]["longest_edge"] == 28224
+    same = validate_config({"name": "v", "model": {"path": str(model)}, "data": {"train": ["t.jsonl"], "max_pixels": 28224}})
+    assert processor_view(same, str(model), tmp_path / "run2") == str(model)  # nothing to change: the folder itself
+
+
+def test_settings_an_engine_cannot_hold_are_rejected_and_the_lr_schedule_is_one_key():
+    from riskpo_mm.config import validate_config
+    from riskpo_mm.engine.flags import openrlhf_args
+
+    base = {"name": "v", "model": {"path": "m"}, "data": {"train": ["t.jsonl"]}}
+    with pytest.raises(ValueError, match="data.shuffle: false keeps the records' order on the local engine only"):
+        validate_config({**base, "engine": "ray", "data": {"train": ["t.jsonl"], "shuffle": False}})
+    for engine in ("local", "ray"):
+        cfg = validate_config({**base, "engine": engine, "train": {"lr_scheduler": "cosine_with_min_lr"}})
+        assert openrlhf_args(cfg, engine=engine).actor.lr_scheduler == "cosine_with_min_lr"
+    assert openrlhf_args(validate_config(base), engine="local").actor.lr_scheduler == "constant_with_warmup"

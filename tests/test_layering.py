@@ -1,14 +1,16 @@
 """The package layering of riskpo_mm, read from the source with `ast` (module-level and function-level
 imports alike, `importlib.import_module("...")` with a literal name included):
 
-    algo  <-  config, data, rewards, models  <-  generation  <-  eval  <-  engine
-                                                             openrlhf_ext (the only importer of openrlhf)
+    tasks, metrics_log, algo  <-  config, data, rewards, models  <-  generation  <-  eval  <-  engine
+                                                          openrlhf_ext (the only importer of openrlhf)  <-  engine
 
 - algo is pure math: it imports nothing of riskpo_mm outside algo;
 - data and rewards never import engine, eval or openrlhf_ext;
 - generation (HF / vLLM sampling, RolloutBatch, the run's generation settings) never imports engine,
   eval or openrlhf_ext: it sits below all three;
 - eval never imports engine (the engine runs evaluations, not the other way round);
+- openrlhf_ext never imports engine (the engine drives OpenRLHF);
+- tasks (the task-type registry) and metrics_log import nothing of riskpo_mm: every layer reads them;
 - only riskpo_mm/openrlhf_ext imports openrlhf.
 
 Each rule is checked on the direct imports (the failure names the file, line, module and import) and
@@ -35,6 +37,9 @@ FORBIDDEN: dict[str, set[str] | str] = {
     "data": {"engine", "eval", "openrlhf_ext"},
     "generation": {"engine", "eval", "openrlhf_ext"},
     "eval": {"engine"},
+    "openrlhf_ext": {"engine"},  # the engine drives OpenRLHF, never the other way round
+    "tasks": ALL,  # read by every layer
+    "metrics_log": ALL,
 }
 OPENRLHF_HOME = "openrlhf_ext"
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from riskpo_mm.engine import train as train_mod
-from riskpo_mm.engine.metrics_log import MetricsLogger, WallClock, earlier_wall_s
+from riskpo_mm.metrics_log import MetricsLogger, WallClock, earlier_wall_s
 from riskpo_mm.engine.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]

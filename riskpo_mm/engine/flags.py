@@ -9,6 +9,7 @@ OpenRLHF's strategy and actor trainer read.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -68,6 +69,7 @@ def openrlhf_argv(
         "actor.adam.lr": cfg.train.lr,
         "actor.adam.weight_decay": cfg.train.weight_decay,
         "actor.lr_warmup_ratio": cfg.train.warmup_steps / cfg.train.steps,
+        "actor.lr_scheduler": cfg.train.lr_scheduler,
         "actor.max_norm": cfg.train.max_grad_norm,
         "actor.eps_clip_low_high": (loss.clip_low, loss.clip_high),
         "actor.dual_clip": loss.dual_clip,
@@ -107,6 +109,7 @@ def openrlhf_argv(
         "riskpo.overlong_buffer": cfg.reward.overlong_buffer_len,
         "riskpo.overlong_factor": cfg.reward.overlong_penalty_factor,
         "riskpo.estimator": alg.estimator,
+        "riskpo.estimator_options": json.dumps(alg.options) if alg.options else None,
         "riskpo.preset": alg.preset,
     }
     for f in dataclasses.fields(alg.riskpo):

@@ -33,7 +33,7 @@ from riskpo_mm.data import ImageConfig, Record
 from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
 from riskpo_mm.engine.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from riskpo_mm.engine.flags import openrlhf_args
-from riskpo_mm.engine.metrics_log import MetricsLogger
+from riskpo_mm.metrics_log import MetricsLogger
 from riskpo_mm.generation.batch import RolloutBatch, model_family, tokenizer_of
 from riskpo_mm.generation.hf import generate_rollouts
 
@@ -389,7 +389,8 @@ class LocalTrainer:
 def advantage_step(cfg: RunConfig) -> AdvantageStep:
     """The run's engine-neutral advantage step (the Ray controller builds the same from its flags)."""
     r = cfg.reward
-    return AdvantageStep(cfg.algorithm.estimator, cfg.algorithm.riskpo, cfg.seed, clip_range=r.clip_range,
+    return AdvantageStep(cfg.algorithm.estimator, cfg.algorithm.riskpo, cfg.seed, options=cfg.algorithm.options,
+                         clip_range=r.clip_range,
                          overlong_buffer=r.overlong_buffer_len, overlong_factor=r.overlong_penalty_factor,
                          max_new_tokens=cfg.rollout.max_new_tokens)
 

@@ -20,6 +20,7 @@ scheduled fails with a message instead of waiting forever in `placement_group.re
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shlex
@@ -196,6 +197,48 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = phases.get(name, 0.0) + time.time() - t
 
 
+def processor_view(cfg: RunConfig, model_path: str, run_dir: Path) -> str:
+    """The model folder Ray's actors load, its image processor set to data.min_pixels / data.max_pixels.
+
+    OpenRLHF's actors and vLLM size images by the folder's processor config; the local engine, the
+    warm start and the evaluation by the config's keys. When they differ, the actors get
+    `<run>/ray_model`: the folder's files linked, its processor configs rewritten. Otherwise (or for a
+    text model or a hub id) the folder itself.
+    """
+    src = Path(model_path)
+    changed = {}
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        if (src / name).is_file():
+            old = json.loads((src / name).read_text())
+            new = _with_pixels(old, cfg.data.min_pixels, cfg.data.max_pixels)
+            if new != old:
+                changed[name] = new
+    if not changed:
+        return model_path
+    view = run_dir / "ray_model"
+    shutil.rmtree(view, ignore_errors=True)
+    view.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name not in changed:
+            (view / item.name).symlink_to(item.resolve())
+    for name, data in changed.items():
+        (view / name).write_text(json.dumps(data, indent=2))
+    return str(view)
+
+
+def _with_pixels(config: dict, min_pixels: int, max_pixels: int) -> dict:
+    """A processor config with the image processor's pixel limits set (nested or flat; size or *_pixels keys)."""
+    out = copy.deepcopy(config)
+    image = out.get("image_processor", out)
+    size = image.get("size")
+    if isinstance(size, dict) and {"shortest_edge", "longest_edge"} <= set(size):
+        image["size"] = {**size, "shortest_edge": min_pixels, "longest_edge": max_pixels}
+    for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if key in image:
+            image[key] = value
+    return out
+
+
 def run_ray(cfg: RunConfig, *, resume: bool = False, launcher: str = "direct", dry_run: bool = False) -> dict:
     """Warm start, evaluate, RL on Ray, evaluate, report (module doc). Returns the report dict."""
     from riskpo_mm.engine.assets import ensure_data, ensure_model, load_sources
@@ -237,7 +280,7 @@ def run_ray(cfg: RunConfig, *, resume: bool = False, launcher: str = "direct", d
             else:
                 before = evaluate_folder(cfg, model_path, test_records)
                 before_file.write_text(before.to_json())
-    job = ray_command(cfg, resume=resume, model_path=model_path)
+    job = ray_command(cfg, resume=resume, model_path=processor_view(cfg, model_path, run_dir))
     with _phase(phases, "rl_s"), RayCluster(cfg, dashboard=launcher == "submit") as cluster:
         cmd = submit_command(job) if launcher == "submit" else job
         env = job_env()
@@ -254,7 +297,7 @@ def run_ray(cfg: RunConfig, *, resume: bool = False, launcher: str = "direct", d
         with _phase(phases, "eval_after_s"):
             after = evaluate_folder(cfg, str(final), test_records)
             (run_dir / "eval_after.json").write_text(after.to_json())
-    from riskpo_mm.engine.metrics_log import read_metrics
+    from riskpo_mm.metrics_log import read_metrics
 
     rows = read_metrics(run_dir)
     last = {k: v for r in rows if rows and r.get("step") == rows[-1].get("step") for k, v in r.items()}

@@ -144,7 +144,7 @@ def write_report(cfg: RunConfig, before: Any, after: Any, last: dict[str, float]
                  phases: dict) -> dict:
     """`report.json` and `summary.txt` in the run folder (both engines); returns the report."""
     run_dir = cfg.run_dir
-    from riskpo_mm.engine.metrics_log import earlier_wall_s
+    from riskpo_mm.metrics_log import earlier_wall_s
 
     report = _report(cfg, before, after, last, wall_s, phases)
     earlier = earlier_wall_s(run_dir)  # the segments before a --resume
@@ -206,7 +206,7 @@ def dry_run(cfg: RunConfig, args) -> int:
 def _quiet_progress(cfg: RunConfig) -> None:
     """Output that is not a terminal gets no progress bars (no carriage returns in log files), but one
     line every N steps instead."""
-    from riskpo_mm.engine.metrics_log import PROGRESS_ENV
+    from riskpo_mm.metrics_log import PROGRESS_ENV
 
     if not sys.stderr.isatty():
         os.environ.setdefault("TQDM_DISABLE", "1")
@@ -267,7 +267,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"[riskpo-mm] --overwrite: moved the earlier run {cfg.run_dir} to {moved}", flush=True)
         print(preflight.summary(cfg), flush=True)
     _quiet_progress(cfg)
-    from riskpo_mm.engine.metrics_log import WallClock
+    from riskpo_mm.metrics_log import WallClock
 
     clock = WallClock(cfg.run_dir, resume=args.resume)
     if main_rank:

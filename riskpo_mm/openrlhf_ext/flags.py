@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from riskpo_mm.algo import ESTIMATORS, RiskPOConfig
+from riskpo_mm.algo import RiskPOConfig, resolve_estimator
 from riskpo_mm.openrlhf_ext.dtype import PARAM_DTYPES
 
-ESTIMATOR_CHOICES = (*ESTIMATORS, "off")
 GROUP_TITLE = "RiskPO (riskpo_mm)"
 # OpenRLHF flags whose defaults depend on whether a riskpo_mm estimator is active.
 _UNSET = argparse.Namespace(unset=True)
@@ -63,6 +63,32 @@ def config_key_help(key: str, extra: str = "") -> str:
     return _escape(f"{text} (riskpo-mm config key {key})")
 
 
+def _estimator_name(value: str) -> str:
+    """``--riskpo.estimator``: off, a registered name or a file spec (loaded here, so errors surface at parse time)."""
+    if value == "off":
+        return value
+    try:
+        resolve_estimator(value)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
+def _json_object(value: str) -> dict:
+    try:
+        out = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}: {err}") from None
+    if not isinstance(out, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
+    return out
+
+
+def uses_riskpo_options(estimator: str) -> bool:
+    """True for riskpo and its variants, whose options are the ``--riskpo.<field>`` flags."""
+    return getattr(resolve_estimator(estimator), "Options", None) is RiskPOConfig
+
+
 def _escape(text: str) -> str:
     return text.replace("%", "%%")  # argparse formats help strings with %
 
@@ -75,9 +101,11 @@ def add_riskpo_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--riskpo.estimator",
         default="riskpo",
-        choices=ESTIMATOR_CHOICES,
+        type=_estimator_name,
         help=config_key_help("algorithm.estimator", "; off = OpenRLHF's own --algo.advantage.estimator"),
     )
+    group.add_argument("--riskpo.estimator_options", type=_json_object, default=None,
+                       help=config_key_help("algorithm.options", " (a JSON object)"))
     group.add_argument("--riskpo.preset", default="riskpo", choices=RiskPOConfig.preset_names(),
                        help=config_key_help("algorithm.preset"))
     group.add_argument("--riskpo.seed", type=int, default=None, help="estimator RNG seed (default: --train.seed)")
@@ -157,7 +185,7 @@ def validate_riskpo_args(args: Any) -> None:
     n = args.rollout.n_samples_per_prompt
     if n < 2:
         raise RayArgsError(f"--riskpo.estimator {r.estimator} needs --rollout.n_samples_per_prompt >= 2, got {n}")
-    if r.estimator == "riskpo" and args.rollout.batch_size % config.bundle_size:
+    if uses_riskpo_options(r.estimator) and args.rollout.batch_size % config.bundle_size:
         raise RayArgsError(
             f"--rollout.batch_size {args.rollout.batch_size} is not a multiple of the bundle size "
             f"{config.bundle_size} (--riskpo.bundle_size / --riskpo.preset {r.preset})"

@@ -98,7 +98,7 @@ class LocalPolicy:
             "optim": "adam",
             "adam": {"lr": args.actor.adam.lr, "betas": tuple(args.actor.adam.betas), "eps": args.actor.adam.eps,
                      "weight_decay": args.actor.adam.weight_decay},
-            "lr_scheduler": "constant_with_warmup",
+            "lr_scheduler": args.actor.lr_scheduler,
             "lr_warmup_ratio": warmup_ratio,
             "max_norm": args.actor.max_norm,
             "scheduler_steps": max(1, scheduler_steps),

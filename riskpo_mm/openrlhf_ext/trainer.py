@@ -58,7 +58,7 @@ def build_step_from_args(args: Any) -> Optional[AdvantageStep]:
         return None
     seed = args.riskpo.seed if args.riskpo.seed is not None else args.train.seed
     clip = tuple(args.riskpo.reward_clip) if args.riskpo.reward_clip else None
-    return AdvantageStep(name, riskpo_config(args), seed, clip_range=clip, overlong_buffer=args.riskpo.overlong_buffer,
+    return AdvantageStep(name, riskpo_config(args), seed, options=args.riskpo.estimator_options, clip_range=clip, overlong_buffer=args.riskpo.overlong_buffer,
                          overlong_factor=args.riskpo.overlong_factor, max_new_tokens=args.rollout.max_new_tokens)
 
 
@@ -154,7 +154,7 @@ class RiskPOTrainerMixin:
         if getattr(self, "_metrics_log", None) is None:
             from pathlib import Path
 
-            from riskpo_mm.engine.metrics_log import MetricsLogger
+            from riskpo_mm.metrics_log import MetricsLogger
 
             self._metrics_log = MetricsLogger(Path(path).parent, tensorboard=False)  # OpenRLHF writes TensorBoard
         return self._metrics_log
