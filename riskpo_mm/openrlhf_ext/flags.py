@@ -74,14 +74,15 @@ def _estimator_name(value: str) -> str:
     return value
 
 
-def _json_object(value: str) -> dict:
+def _json_object(value: str) -> str:
+    """A JSON object, checked here and kept as text (OpenRLHF's hierarchize would turn a dict into a namespace)."""
     try:
         out = json.loads(value)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}: {err}") from None
     if not isinstance(out, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
-    return out
+    return value
 
 
 def uses_riskpo_options(estimator: str) -> bool:

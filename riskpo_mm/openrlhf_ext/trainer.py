@@ -16,6 +16,7 @@ It changes four things and keeps OpenRLHF's loop (``fit``) as is:
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 import ray
@@ -58,7 +59,8 @@ def build_step_from_args(args: Any) -> Optional[AdvantageStep]:
         return None
     seed = args.riskpo.seed if args.riskpo.seed is not None else args.train.seed
     clip = tuple(args.riskpo.reward_clip) if args.riskpo.reward_clip else None
-    return AdvantageStep(name, riskpo_config(args), seed, options=args.riskpo.estimator_options, clip_range=clip, overlong_buffer=args.riskpo.overlong_buffer,
+    options = json.loads(args.riskpo.estimator_options) if args.riskpo.estimator_options else None
+    return AdvantageStep(name, riskpo_config(args), seed, options=options, clip_range=clip, overlong_buffer=args.riskpo.overlong_buffer,
                          overlong_factor=args.riskpo.overlong_factor, max_new_tokens=args.rollout.max_new_tokens)
 
 
