@@ -156,6 +156,12 @@ def reference_advantages(
                 else:
                     a_resp = a_paper * devs[i] / dsum if abs(dsum) > EPS else a_paper / len(members)
                 adv[p][paper_order[p][j]] = a_resp
+        if cfg.center == "prompt":
+            for p in members:
+                paired = paper_order[p][:m]
+                mean = sum(adv[p][k] for k in paired) / len(paired)
+                for k in paired:
+                    adv[p][k] -= mean
 
     # tracker step with this step's pooled scores
     for task, scores in pooled.items():

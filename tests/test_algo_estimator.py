@@ -259,3 +259,15 @@ def test_logging_grid_never_changes_tracked_quantiles_or_advantages():
         a, b = plain.tracker().estimates, logged.tracker().estimates[:2]
         torch.testing.assert_close(a, b, rtol=0, atol=0)
         assert a[0] <= a[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(P=st.integers(1, 12), n=st.integers(2, 6), B=st.integers(1, 4), seed=st.integers(0, 2**16),
+       preset=st.sampled_from(["riskpo", "riskpo_authors_hard_math"]))
+def test_prompt_centering_leaves_each_prompt_zero_mean_and_keeps_the_differences(P, n, B, seed, preset):
+    g = torch.Generator().manual_seed(seed)
+    rewards = (torch.rand(P, n, generator=g, dtype=torch.float64) < 0.5).double()
+    plain = RiskPOEstimator(RiskPOConfig.preset(preset, bundle_size=B), seed=seed).advantages(rewards)
+    centred = RiskPOEstimator(RiskPOConfig.preset(preset, bundle_size=B, center="prompt"), seed=seed).advantages(rewards)
+    torch.testing.assert_close(centred.sum(1), torch.zeros(P, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(centred, plain - plain.mean(1, keepdim=True), atol=1e-12, rtol=0)

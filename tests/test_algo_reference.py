@@ -27,6 +27,7 @@ OPTIONS = dict(
     scale=["bundle_std", "none"],
     credit=["uniform", "question_std", "score", "sum_mean"],
     objective=["mvar", "rvar", "seeking"],
+    center=["none", "prompt"],
 )
 
 
@@ -74,7 +75,7 @@ def test_every_option_combination_matches_reference(bundle_by, quantile_source, 
     rng = np.random.default_rng(zlib.crc32(f"{bundle_by}/{quantile_source}/{pairing}".encode()))
     steps = [random_step(rng, P=11, n=5, binary=k % 2 == 0) for k in range(2)]
     full = [(rewards, groups, torch.ones_like(mask)) for rewards, groups, mask in steps]
-    for baseline, scale, credit, objective in itertools.product(*list(OPTIONS.values())[3:]):
+    for baseline, scale, credit, objective, center in itertools.product(*list(OPTIONS.values())[3:]):
         cfg = RiskPOConfig(
             bundle_size=3,
             bundle_by=bundle_by,
@@ -84,6 +85,7 @@ def test_every_option_combination_matches_reference(bundle_by, quantile_source, 
             scale=scale,
             credit=credit,
             objective=objective,
+            center=center,
             lr_q=0.2,
             lr_q_decay=0.5,
         )

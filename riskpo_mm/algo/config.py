@@ -18,6 +18,7 @@ Baseline = Literal["natural", "none", "tracked_mean"]
 Scale = Literal["bundle_std", "none"]
 Credit = Literal["uniform", "question_std", "score", "sum_mean"]
 Objective = Literal["mvar", "rvar", "seeking"]
+Center = Literal["none", "prompt"]
 
 DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
@@ -71,6 +72,11 @@ class RiskPOConfig:
         "mvar", "mvar = the mixed CVaR + RVaR objective (the paper, weighted by w_mix); rvar = the RVaR part "
         "alone (no mixing); seeking = RVaR plus an upper-tail term weighted by upper_weight (a risk-seeking "
         "ablation that collapses entropy).")
+    center: Center = _field(
+        "none", "none = responses keep their papers' advantages (the paper); prompt = subtract each prompt's mean "
+        "advantage over its paired responses, a per-question baseline: removes the push shared by all of a "
+        "question's responses (bench.signal's mean share; what breaks the answer format at larger learning "
+        "rates) and keeps the differences between them (docs/method.md section 11).")
     upper_weight: float = _field(
         1.5, "Weight of the upper-tail term max(S - b, 0) / (1 - beta) under objective seeking; unused otherwise.")
     lr_q: float = _field(
@@ -142,6 +148,7 @@ _LITERALS: dict[str, Any] = {
     "scale": Scale,
     "credit": Credit,
     "objective": Objective,
+    "center": Center,
 }
 
 # Rollout settings each preset implies (docs/method.md section 8): samples per prompt and reward form

@@ -129,7 +129,11 @@ class RiskPOEstimator:
         adv = adv_paper.index_select(0, bundles.bundle)  # [P, n] in paper order
         if factor is not None:
             adv = adv * factor
-        adv = torch.where(valid.index_select(0, bundles.bundle), adv, 0.0)  # unpaired responses: 0
+        paired = valid.index_select(0, bundles.bundle)  # [P, n] in paper order
+        adv = torch.where(paired, adv, 0.0)  # unpaired responses: 0
+        if cfg.center == "prompt":  # per-question baseline over the paired responses
+            mean = adv.sum(1, keepdim=True) / paired.sum(1, keepdim=True).clamp(min=1)  # [P, 1]
+            adv = torch.where(paired, adv - mean, 0.0)
         adv = torch.empty_like(adv).scatter_(1, order, adv)  # back to response order
 
         tracked_before = {name: tr.estimates for name, (tr, _, _) in zip(names, pooled) if tr.initialized}

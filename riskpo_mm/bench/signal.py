@@ -39,6 +39,8 @@ METHODS: dict[str, tuple[str, RiskPOConfig | None]] = {
     "riskpo, baseline none, B=1": ("riskpo", RiskPOConfig(bundle_size=1, baseline="none")),
     "riskpo_authors_easy_math": ("riskpo", RiskPOConfig.preset("riskpo_authors_easy_math")),
     "riskpo_authors_hard_math": ("riskpo", RiskPOConfig.preset("riskpo_authors_hard_math")),
+    "riskpo (paper defaults), center prompt": ("riskpo", RiskPOConfig(center="prompt")),
+    "riskpo_authors_hard_math, center prompt": ("riskpo", RiskPOConfig.preset("riskpo_authors_hard_math", center="prompt")),
 }
 
 
