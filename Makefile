@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 PIP    := $(BIN)/pip install -q -c $(LOCK)
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup setup-gpu sandbox-tools lock test demo demo-grpo demo-ray notebooks bench clean
+.PHONY: setup setup-gpu sandbox-tools lock test demo demo-grpo demo-seeds demo-ray notebooks bench clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ demo: setup
 
 demo-grpo: setup
 	$(BIN)/riskpo-mm train --config configs/demo/geometry_tiny_cpu_grpo.yaml --overwrite
+
+# The demo over 5 RiskPO seeds and 2 GRPO seeds from one warm start: does the gain hold? (about an hour)
+demo-seeds: setup
+	$(BIN)/python -m riskpo_mm.bench.demo_seeds --seeds 0 1 2 3 4 --grpo-seeds 0 1 --json runs/demo_seeds.json
 
 # The same demo on the Ray engine: local Ray cluster, vLLM rollouts, DeepSpeed on the CPU.
 demo-ray: setup

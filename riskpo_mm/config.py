@@ -379,7 +379,9 @@ class SFTConfig(_Section):
         1e-3, gt=0, description="Peak AdamW learning rate; the default suits tiny random-weight models (warm-start "
         "real models with OpenRLHF's train_sft).")
     batch_size: int = Field(16, gt=0, description="Records per step.")
-
+    seed: Optional[int] = Field(
+        None, description="Seed of the warm start (its init order and batches); None: the run's seed. Fix it to "
+        "compare RL seeds from one warm start.")
 
 class EvalConfig(_Section):
     """`eval`: the pass@k evaluation on data.test, before and after RL and every `every_steps` (the same

@@ -44,7 +44,7 @@ def relu(x: float) -> float:
 
 
 def paper_adv(s: float, q: list[float], cfg, scale: float) -> float:
-    """Spec section 5 for one paper score s, quantile values q = [a, b, *grid]."""
+    """docs/method.md section 5 for one paper score s, quantile values q = [a, b, *grid]."""
     a, b = q[0], q[1]
     c = 1.0 if cfg.baseline == "natural" else 0.0
     g = relu(s - a) - relu(s - b) + c * (a - b)

@@ -71,7 +71,8 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
 
     from riskpo_mm.models.vlm import sequence_logprobs
 
-    torch.manual_seed(cfg.seed)
+    seed = sft_seed(cfg)
+    torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_sources, _ = ensure_data(cfg)
     records = list(load_sources(cfg, train_sources, mix=True))
@@ -86,7 +87,7 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
     warmup = max(1, cfg.sft.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / cfg.sft.steps))))
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(seed)
     order: list[int] = []
     model.train()
     losses: list[float] = []
@@ -125,10 +126,15 @@ def run_sft(cfg: RunConfig, base_path: str, out_dir: Path) -> dict[str, float]:
     return stats
 
 
+def sft_seed(cfg: RunConfig) -> int:
+    """`sft.seed`, else the run's seed."""
+    return cfg.seed if cfg.sft.seed is None else cfg.sft.seed
+
+
 def sft_key(cfg: RunConfig) -> str:
     """What the warm start depends on; a cached `sft_model` is reused only when this matches."""
     parts = {"model": cfg.model.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"),
-             "sft": cfg.sft.model_dump(mode="json"), "seed": cfg.seed, "max_grad_norm": cfg.train.max_grad_norm}
+             "sft": cfg.sft.model_dump(mode="json"), "seed": sft_seed(cfg), "max_grad_norm": cfg.train.max_grad_norm}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -11,7 +11,7 @@ stored notebook names only paths inside the repository.
 
 The runs default to the demo's (`runs/demo_geometry_riskpo`, written by `make demo`, plus
 `runs/demo_geometry_grpo` when `make demo-grpo` wrote it); the held-out data to the test split of
-the first run's config.yaml (the demo's: runs/assets/geometry_112_l01/test.jsonl); the notebooks'
+the first run's config.yaml (the demo's: runs/assets/geometry_112_l0/test.jsonl); the notebooks'
 other parameters (RISKPO_NB_N, RISKPO_NB_MAX_PROBLEMS, ...) pass through from the environment. A missing run,
 model or data file stops before anything runs ("run `make demo` first", exit 2). A cell error stops
 with the notebook's name, the cell's number and source and the traceback (exit 1); that notebook is
@@ -100,7 +100,7 @@ def check_inputs(runs: Sequence[str], data: Optional[str]) -> tuple[list[str], s
         if run_model(folder) is None:
             raise MissingOutputs(f"{run}: no trained model in it (final_model/, best_model/ or checkpoints/*/model/); "
                                  f"{FIX}, or let that run finish")
-    data = data or default_data(resolve(runs[0])) or "runs/assets/geometry_112_l01/test.jsonl"
+    data = data or default_data(resolve(runs[0])) or "runs/assets/geometry_112_l0/test.jsonl"
     if not resolve(data).is_file():
         raise MissingOutputs(f"{data}: held-out data file not found; {FIX} (it writes the demo's data) or pass DATA=<file>")
     return [repo_relative(resolve(r)) for r in runs], repo_relative(resolve(data))
