@@ -58,3 +58,13 @@ def test_run_config_is_a_valid_run(tmp_path):
         assert cfg.seed == 1 and cfg.eval.every_steps == cfg.train.steps and not cfg.eval.before_and_after
         assert cfg.eval.k == list(range(1, 17)) and cfg.model.family == "qwen2"
         assert cfg.algorithm.estimator == learning.RECIPES[recipe]["algorithm"]["estimator"]
+
+
+def test_base_over_eval_seeds():
+    result = _fake_result()
+    b = result["base"]["overall"]
+    result["base_by_seed"] = {"0": b, "1": {**b, "pass@1": 0.3}}
+    assert math.isclose(learning.base_mean(result)["pass@1"], 0.25)
+    result["summary"] = learning.summarize(result)
+    assert math.isclose(result["summary"]["grpo"]["pass@1"]["vs_base"], 0.0, abs_tol=1e-12)
+    assert "0.250±0.071" in learning.format_table(result).splitlines()[2]  # the base row: mean ± std over 2 seeds

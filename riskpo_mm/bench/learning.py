@@ -156,20 +156,22 @@ def train_one(args: argparse.Namespace, raw: dict, log_dir: Path) -> tuple[Path,
     return run_dir, wall
 
 
-def evaluate_base(args: argparse.Namespace, model: Path, test: Path, log_dir: Path) -> dict:
-    """The start's evaluation (same n, k, temperature, max new tokens, problems as the runs' final one)."""
-    out = Path(args.out_dir) / f"base_eval_n{args.eval_n}_p{args.eval_problems}_t{args.max_new_tokens}_T{args.temperature}.json"
+def evaluate_base(args: argparse.Namespace, model: Path, test: Path, log_dir: Path, seed: int = 0) -> dict:
+    """The start's evaluation (same n, k, temperature, max new tokens, problems as the runs' final one), with the
+    sampling seed a run of that seed evaluates with (a run's evaluation seed is its run seed)."""
+    tag = "" if seed == 0 else f"_seed{seed}"
+    out = Path(args.out_dir) / f"base_eval_n{args.eval_n}_p{args.eval_problems}_t{args.max_new_tokens}_T{args.temperature}{tag}.json"
     if args.fresh or not out.is_file():
         log_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "riskpo_mm.cli", "eval", "--model", str(model), "--data", str(test),
                "--n", str(args.eval_n), "--k", ",".join(map(str, ks_of(args.eval_n))),
                "--temperature", str(args.temperature), "--engine", "vllm", "--family", "qwen2",
                "--max-new-tokens", str(args.max_new_tokens), "--max-problems", str(args.eval_problems),
-               "--dtype", args.dtype, "--seed", "0", "--no-responses", "--out", str(out)]
-        with (log_dir / "base_eval.log").open("w") as log:
+               "--dtype", args.dtype, "--seed", str(seed), "--no-responses", "--out", str(out)]
+        with (log_dir / f"base_eval{tag}.log").open("w") as log:
             done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())
         if done.returncode != 0:
-            raise RuntimeError(f"base evaluation failed:\n{(log_dir / 'base_eval.log').read_text()[-3000:]}")
+            raise RuntimeError(f"base evaluation failed:\n{(log_dir / f'base_eval{tag}.log').read_text()[-3000:]}")
     data = json.loads(out.read_text())
     metrics = data.get("metrics", {})
     return {"overall": metrics.get("all", data.get("overall", {})),
@@ -220,9 +222,24 @@ def _mean_std(values: list[Optional[float]]) -> tuple[float, float]:
 TABLE_KEYS = ("pass@1", "pass@4", "pass@16", "entropy")
 
 
+def base_mean(result: dict) -> dict:
+    """The start's metrics: the mean over the evaluation seeds in `base_by_seed` (else the one `base`)."""
+    by_seed = list((result.get("base_by_seed") or {}).values())
+    if not by_seed:
+        return result.get("base", {}).get("overall", {})
+    keys = set().union(*by_seed)
+    return {k: statistics.fmean(b[k] for b in by_seed if isinstance(b.get(k), (int, float)))
+            for k in keys if all(isinstance(b.get(k), (int, float)) for b in by_seed)}
+
+
+def base_std(result: dict, key: str) -> float:
+    vals = [b[key] for b in (result.get("base_by_seed") or {}).values() if key in b]
+    return statistics.stdev(vals) if len(vals) > 1 else 0.0
+
+
 def summarize(result: dict) -> dict:
     """Per recipe: mean and std over seeds of the final metrics, and the mean difference vs the base."""
-    base = result.get("base", {}).get("overall", {})
+    base = base_mean(result)
     out: dict[str, dict] = {}
     for recipe in dict.fromkeys(r["recipe"] for r in result["runs"]):
         runs = [r for r in result["runs"] if r["recipe"] == recipe]
@@ -240,13 +257,14 @@ def summarize(result: dict) -> dict:
 
 
 def format_table(result: dict) -> str:
-    base = result.get("base", {}).get("overall", {})
+    base = base_mean(result)
     summary = result.get("summary") or summarize(result)
     head = f"{'recipe':<22} {'seeds':>5} " + " ".join(f"{k:>21}" for k in TABLE_KEYS)
     lines = [head, "-" * len(head)]
     if base:
-        cells = " ".join(f"{base.get(k, math.nan):>21.3f}" for k in TABLE_KEYS)
-        lines.append(f"{'base (start)':<22} {'-':>5} {cells}")
+        cells = " ".join(f"{base.get(k, math.nan):.3f}±{base_std(result, k):.3f}".rjust(21) for k in TABLE_KEYS)
+        nb = len(result.get("base_by_seed") or {}) or 1
+        lines.append(f"{'base (start)':<22} {nb:>5} {cells}")
     for recipe, row in summary.items():
         cells = []
         for k in TABLE_KEYS:
@@ -255,7 +273,7 @@ def format_table(result: dict) -> str:
             cells.append(f"{c['mean']:.3f}±{c['std']:.3f} ({'' if d is None else f'{d:+.3f}'})".rjust(21))
         lines.append(f"{recipe:<22} {len(row['seeds']):>5} " + " ".join(cells))
     lines.append("cells: mean ± std over seeds (difference of the mean vs the base); entropy: the last step's rollout "
-                 "token entropy for runs, the evaluation's for the base")
+                 "token entropy for runs, the evaluation's for the base; base: mean ± std over the evaluation seeds")
     return "\n".join(lines)
 
 
@@ -293,9 +311,11 @@ def write_plots(result: dict, out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     n = result["settings"].get("eval_n", 16)
     ks = ks_of(n)
-    base = result.get("base", {}).get("overall", {})
+    base = base_mean(result)
     if base:
-        ax.plot(ks, [base.get(f"pass@{k}") for k in ks], color="black", linestyle="--", marker="o", label="base")
+        nb = len(result.get("base_by_seed") or {}) or 1
+        ax.plot(ks, [base.get(f"pass@{k}") for k in ks], color="black", linestyle="--", marker="o",
+                label=f"base (mean of {nb} eval seeds)")
     for recipe, row in (result.get("summary") or summarize(result)).items():
         ax.plot(ks, [row["passk_mean"].get(f"pass@{k}") for k in ks], color=COLORS.get(recipe), marker=".",
                 label=f"{recipe} (mean of {len(row['seeds'])})")
@@ -369,7 +389,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     model, train, test = build_assets(args)
     log_dir = Path(args.out_dir) / "_bench"
     result: dict[str, Any] = {"settings": settings_of(args), "runs": []}
-    result["base"] = evaluate_base(args, model, test, log_dir)
+    result["base"] = evaluate_base(args, model, test, log_dir)  # seed 0: what the table and plots compare with
+    # the start evaluated with every run seed's sampling seed: the evaluation noise at the start
+    result["base_by_seed"] = {str(s): (result["base"] if s == 0 else evaluate_base(args, model, test, log_dir, s))["overall"]
+                              for s in seeds}
     print(f"[bench.learning] base: " + ", ".join(f"{k} {v:.3f}" for k, v in result["base"]["overall"].items()
                                                  if k in ("pass@1", "pass@4", "pass@16", "entropy")), flush=True)
     for seed in seeds:  # seed-major: an interrupted bench still has every recipe at the first seeds
