@@ -49,16 +49,17 @@ def test_compare_prints_before_and_after_rows_side_by_side(two_runs, capsys):
     table, notes = out.split("\n\n")
     lines = table.splitlines()
     header = lines[0].split()
-    assert header == ["run", "pass@1", "pass@2", "pass@4", "maj@4", "format", "entropy", "cvar(train)", "cvar0.2(eval)",
+    assert header == ["run", "pass@1", "pass@2", "pass@4", "maj@4", "ci95(pass@1)", "ci95(pass@4)", "format", "entropy",
+                      "cvar(train)", "cvar0.2(eval)",
                       "wall"]
     rows = {line.split()[0] + (" " + line.split()[1] if "(before" in line else ""): line.split() for line in lines[2:]}
     after = rows["demo_riskpo"]
-    assert after[1:] == ["0.250", "0.400", "0.550", "0.300", "0.970", "0.812", "1.250", "0.000", "321s"]
+    assert after[1:] == ["0.250", "0.400", "0.550", "0.300", "-", "-", "0.970", "0.812", "1.250", "0.000", "321s"]
     before = next(v for k, v in rows.items() if k.startswith("demo_riskpo (before"))
-    assert before[3:] == ["0.100", "-", "0.300", "0.120", "0.900", "-", "-", "-", "-"]
+    assert before[3:] == ["0.100", "-", "0.300", "0.120", "-", "-", "0.900", "-", "-", "-", "-"]
     grpo = rows["demo_grpo"]
     # Missing fields fall back to the last values of metrics.jsonl, else "-".
-    assert grpo[1:] == ["0.220", "-", "0.410", "-", "-", "0.450", "0.750", "-", "321s"]
+    assert grpo[1:] == ["0.220", "-", "0.410", "-", "-", "-", "-", "0.450", "0.750", "-", "321s"]
 
 
 def test_compare_recomputes_held_out_cvar_with_one_bundle_size(two_runs):
@@ -77,7 +78,7 @@ def test_compare_reads_eval_results_files(tmp_path, capsys):
     path.write_text(json.dumps(results))
     assert main([str(path)]) == 0
     row = capsys.readouterr().out.splitlines()[2].split()
-    assert row == ["model_a", "0.500", "0.875", "0.500", "1.000", "-", "-", "0.000", "12s"]
+    assert row == ["model_a", "0.500", "0.875", "0.500", "-", "-", "1.000", "-", "-", "0.000", "12s"]  # no intervals kept
     table = build_table(load_rows(path))
     assert table[0][2] == "pass@8"
 
@@ -117,3 +118,14 @@ def test_compare_json_into_head_does_not_crash(two_runs):
     cmd = f"{sys.executable} -m riskpo_mm.cli compare --json {paths} | head -n 2"
     out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
     assert "BrokenPipeError" not in out.stderr and "Traceback" not in out.stderr and len(out.stdout.splitlines()) == 2
+
+
+def test_compare_shows_each_runs_bootstrap_intervals_from_its_eval_files(tmp_path, capsys):
+    results = {"schema": SCHEMA, "metrics": {"all": {"pass@1": 0.5, "pass@8": 0.875}},
+               "ci": {"all": {"pass@1": [0.41, 0.59], "pass@8": [0.8, 0.95]}}}
+    path = tmp_path / "model_b.json"
+    path.write_text(json.dumps(results))
+    assert main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[3:5] == ["ci95(pass@1)", "ci95(pass@8)"]
+    assert lines[2].split()[3:5] == ["[0.410,0.590]", "[0.800,0.950]"]

@@ -63,6 +63,13 @@ def _eval_file(path: Path, bundle_size: int, alpha: float) -> tuple[Optional[flo
     return problems_bundle_measures(problems, bundle_size, alpha=alpha)["cvar"], None, groups
 
 
+def _intervals(path: Path) -> dict[str, list[float]]:
+    """The file's 95% bootstrap intervals of the "all" group (metric -> [low, high]); {} if it has none."""
+    data = _read_json(path) if path.is_file() else {}
+    ci = data.get("ci", {}).get("all", {}) if isinstance(data, dict) else {}
+    return {k: v for k, v in ci.items() if isinstance(v, list) and len(v) == 2}
+
+
 def _task_rows(name: str, groups: dict) -> list[dict[str, Any]]:
     tasks = sorted(k for k in groups if k.startswith("task/"))
     if len(tasks) < 2:
@@ -96,7 +103,7 @@ def _results_rows(path: Path, bundle_size: int, alpha: float, name: Optional[str
     metrics = data.get("metrics", {}).get("all", {})
     cvar, why, groups = _eval_file(path, bundle_size, alpha)
     name = name or (path.stem if path.stem != "results" else path.parent.name)
-    row = {"name": name, "metrics": metrics, "cvar_eval": cvar, "wall_s": data.get("wall_s"),
+    row = {"name": name, "metrics": metrics, "cvar_eval": cvar, "wall_s": data.get("wall_s"), "ci": _intervals(path),
            "why": {"cvar_train": "an evaluation results file has no training log"}}
     if why:
         row["why"]["cvar_eval"] = why
@@ -112,6 +119,7 @@ def _report_rows(path: Path, bundle_size: int, alpha: float) -> list[dict[str, A
     if report.get("before_rl"):
         cvar, why, groups = _eval_file(run_dir / "eval_before.json", bundle_size, alpha)
         rows.append({"name": f"{name} (before RL)", "metrics": report["before_rl"], "cvar_eval": cvar,
+                     "ci": _intervals(run_dir / "eval_before.json"),
                      "why": {"cvar_eval": why} if why else {}})
         rows += _task_rows(f"{name} (before RL)", groups)
     entropy = train.get("final_entropy")
@@ -130,6 +138,7 @@ def _report_rows(path: Path, bundle_size: int, alpha: float) -> list[dict[str, A
         "name": name, "metrics": report.get("after_rl") or {},
         "entropy": entropy if entropy is not None else last_metric(run_dir, "entropy"),
         "cvar_train": cvar_train, "cvar_eval": cvar, "wall_s": report.get("wall_s"), "why": whys,
+        "ci": _intervals(run_dir / "eval_after.json"),
     })
     rows += _task_rows(name, groups)
     return rows
@@ -147,16 +156,22 @@ def build_table(rows: list[dict[str, Any]], alpha: float = 0.2) -> list[list[str
     """Header + one line per row; pass@k columns are the union over rows, maj@n one column per n."""
     ks = sorted({int(k[5:]) for r in rows for k in r["metrics"] if k.startswith("pass@") and k[5:].isdigit()} | {1})
     majs = sorted({int(k[4:]) for r in rows for k in r["metrics"] if k.startswith("maj@") and k[4:].isdigit()})
-    header = ["run", *(f"pass@{k}" for k in ks), *(f"maj@{n}" for n in majs), "format", "entropy", "cvar(train)",
-              f"cvar{alpha:g}(eval)", "wall"]
+    top = ks[-1]
+    header = ["run", *(f"pass@{k}" for k in ks), *(f"maj@{n}" for n in majs), "ci95(pass@1)", f"ci95(pass@{top})",
+              "format", "entropy", "cvar(train)", f"cvar{alpha:g}(eval)", "wall"]
     table = [header]
     for r in rows:
         m = r["metrics"]
         wall = r.get("wall_s")
+        ci = r.get("ci") or {}
         table.append([r["name"], *(_fmt(m.get(f"pass@{k}")) for k in ks), *(_fmt(m.get(f"maj@{n}")) for n in majs),
-                      _fmt(m.get("format_rate")), _fmt(r.get("entropy")), _fmt(r.get("cvar_train")),
+                      *(_interval(ci.get(f"pass@{k}")) for k in (1, top)), _fmt(m.get("format_rate")), _fmt(r.get("entropy")), _fmt(r.get("cvar_train")),
                       _fmt(r.get("cvar_eval")), MISSING if wall is None else f"{wall:.0f}s"])
     return table
+
+
+def _interval(ci: Optional[list[float]]) -> str:
+    return MISSING if not ci else f"[{ci[0]:.3f},{ci[1]:.3f}]"
 
 
 def missing_notes(rows: list[dict[str, Any]], alpha: float = 0.2) -> list[str]:
