@@ -122,7 +122,7 @@ def test_dry_run_of_the_demo_builds_nothing_and_says_what_would_be_built(tmp_pat
         assert train_main(argv + [a for s in sets for a in ("--set", s)]) == 0
         out = capsys.readouterr().out
         assert f"would be built: a tiny random qwen2_5_vl model (size s) at model.path {tmp_path}/tiny" in out
-        assert f"would be built: the synthetic geometry set (2400 records, levels [0, 1])" in out
+        assert f"would be built: the synthetic geometry set (2400 records, levels [0])" in out
         assert "nothing was written" in out
     assert list(tmp_path.iterdir()) == []
 
