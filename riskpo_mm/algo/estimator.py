@@ -152,13 +152,20 @@ class RiskPOEstimator:
         """
         cfg, la = self.config, len(self.adv_levels)
         levels = torch.tensor(self.adv_levels, dtype=torch.float64, device=scores.device)
+        tracked = [(tr.estimates[:la].to(device=scores.device, dtype=scores.dtype), sel)
+                   for tr, sel, _ in pooled if tr.initialized]
+        covered = sum(int(sel.sum()) for _, sel in tracked)  # bundles a tracker scores
+        if cfg.quantile_source == "tracked" and covered == scores.shape[0]:
+            q = scores.new_empty(scores.shape[0], la)  # every bundle scored against its task's tracker
+            for est, sel in tracked:
+                q[sel] = est
+            return q
         q_bundle = masked_quantile(scores, npapers, levels).to(scores.dtype)  # [nb, La]
         if cfg.quantile_source == "bundle":
             return q_bundle
         q_tracked = q_bundle.clone()
-        for tracker, sel, _ in pooled:
-            if tracker.initialized:
-                q_tracked[sel] = tracker.estimates[:la].to(device=scores.device, dtype=scores.dtype)
+        for est, sel in tracked:
+            q_tracked[sel] = est
         return q_tracked if cfg.quantile_source == "tracked" else 0.5 * (q_tracked + q_bundle)
 
     def _log(self, adv: Tensor, mask: Tensor, pooled: Tensor, bundles: Bundles, npapers: Tensor, ab: Tensor,
@@ -180,14 +187,14 @@ class RiskPOEstimator:
             "adv/std": valid_adv.std() if count > 1 else zero,
             "adv/min": valid_adv.min() if count else zero, "adv/max": valid_adv.max() if count else zero,
             "zero_adv_frac": (valid_adv == 0).to(torch.float64).mean() if count else zero,
-            "unpaired_responses": mask.sum() - npapers[bundles.bundle].sum(),
-            "papers": npapers.sum(),
+            "unpaired_responses": (mask.sum() - npapers[bundles.bundle].sum()).to(torch.float64),
+            "papers": npapers.sum().to(torch.float64),
         }
         for key, est in tracked_before.items():
             prefix = "tracked/" if key == "all" else f"tracked/{key}/"
             names = [prefix + "q_alpha", prefix + "q_beta", *(f"{prefix}q@{u:g}" for u in cfg.track_grid)]
             values.update(zip(names, est))
-        host = torch.stack([v.to(device=pooled.device, dtype=torch.float64) for v in values.values()]).tolist()
+        host = torch.stack([v.to(pooled.device) for v in values.values()]).to(torch.float64).tolist()
         self.metrics = dict(zip(values, host))
         self.metrics["partial_bundles"] = float(bundles.num_partial)
         self.metrics["bundles"] = float(bundles.num)
