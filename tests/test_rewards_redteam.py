@@ -57,6 +57,13 @@ def trainer_user():
     name = f"rt{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
     pw = pwd.getpwnam(name)
+    readable = subprocess.run([USER_PYTHON, "-I", "-c", "import sys; open(sys.argv[1]).close()",
+                               os.path.join(REPO, "riskpo_mm", "rewards", "sandbox.py")],
+                              user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], capture_output=True, cwd="/")
+    if readable.returncode != 0:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+        pytest.skip(f"the checkout {REPO} is not readable by an unprivileged user (a 0700 directory above it?); "
+                    "the non-root red team runs the trainer as such a user from this checkout")
     secret = os.path.join(pw.pw_dir, "secret.txt")
     with open(secret, "w") as f:
         f.write("hunter2")
