@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from riskpo_mm.algo import ESTIMATORS, RiskPOConfig, build_options, resolve_estimator
-from riskpo_mm.algo.registry import is_file_spec
+from riskpo_mm.algo.registry import is_file_spec, takes_riskpo_options
 
 Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen2"]
 
@@ -295,7 +295,7 @@ class AlgorithmConfig(_Section):
     @property
     def uses_riskpo_options(self) -> bool:
         """True for riskpo and its variants (their options are algorithm.riskpo)."""
-        return getattr(resolve_estimator(self.estimator), "Options", None) is RiskPOConfig
+        return takes_riskpo_options(self.estimator)
 
 
 class TaskRewardWeights(_Section):

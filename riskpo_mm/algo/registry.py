@@ -104,6 +104,11 @@ def resolve_estimator(name: str) -> type:
         return cls
 
 
+def takes_riskpo_options(name: str) -> bool:
+    """True for riskpo and its variants: their options are algorithm.riskpo (`--riskpo.<field>` on Ray)."""
+    return getattr(resolve_estimator(name), "Options", None) is RiskPOConfig
+
+
 def _check_class(cls: Any, name: str) -> None:
     missing = [m for m in ("advantages", "state_dict", "load_state_dict") if not callable(getattr(cls, m, None))]
     options = getattr(cls, "Options", None)

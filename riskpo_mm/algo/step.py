@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from riskpo_mm.algo.config import RiskPOConfig
-from riskpo_mm.algo.registry import build_estimator, is_file_spec, resolve_estimator
+from riskpo_mm.algo.registry import build_estimator, is_file_spec, resolve_estimator, takes_riskpo_options
 
 
 @dataclass
@@ -68,7 +68,7 @@ class AdvantageStep:
         self.riskpo = riskpo if riskpo is not None else RiskPOConfig()
         cls = resolve_estimator(estimator)
         self.name = getattr(cls, "name", cls.__name__) if is_file_spec(estimator) else estimator  # metric prefix
-        if getattr(cls, "Options", None) is RiskPOConfig:  # RiskPO and its variants read algorithm.riskpo
+        if takes_riskpo_options(estimator):
             if options:
                 raise ValueError(f"algorithm.options: estimator {estimator!r} takes its options from algorithm.riskpo")
             options = self.riskpo

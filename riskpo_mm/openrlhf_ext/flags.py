@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from riskpo_mm.algo import RiskPOConfig, resolve_estimator
+from riskpo_mm.algo.registry import takes_riskpo_options
 from riskpo_mm.openrlhf_ext.dtype import PARAM_DTYPES
 
 GROUP_TITLE = "RiskPO (riskpo_mm)"
@@ -83,11 +84,6 @@ def _json_object(value: str) -> str:
     if not isinstance(out, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
     return value
-
-
-def uses_riskpo_options(estimator: str) -> bool:
-    """True for riskpo and its variants, whose options are the ``--riskpo.<field>`` flags."""
-    return getattr(resolve_estimator(estimator), "Options", None) is RiskPOConfig
 
 
 def _escape(text: str) -> str:
@@ -186,7 +182,7 @@ def validate_riskpo_args(args: Any) -> None:
     n = args.rollout.n_samples_per_prompt
     if n < 2:
         raise RayArgsError(f"--riskpo.estimator {r.estimator} needs --rollout.n_samples_per_prompt >= 2, got {n}")
-    if uses_riskpo_options(r.estimator) and args.rollout.batch_size % config.bundle_size:
+    if takes_riskpo_options(r.estimator) and args.rollout.batch_size % config.bundle_size:
         raise RayArgsError(
             f"--rollout.batch_size {args.rollout.batch_size} is not a multiple of the bundle size "
             f"{config.bundle_size} (--riskpo.bundle_size / --riskpo.preset {r.preset})"
